@@ -1,0 +1,125 @@
+"""Command line: `python -m ml_assets.cli prepare|run` (what `make dev` and `make run` call)."""
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.settings import resolve_locations
+
+LANDING_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def landed_files(landing_dir: Path) -> list[Path]:
+    """The batch files in the landing folder, by name."""
+    if not landing_dir.is_dir():
+        return []
+    return sorted(p for p in landing_dir.iterdir() if p.is_file() and p.suffix.lower() in LANDING_SUFFIXES)
+
+
+def prepare(root: Path, params: Params) -> list[Path]:
+    """Writes the demo batches when the landing folder has none, and readies the DVC store."""
+    from ml_assets.lib.demo_data import write_demo_batches
+    from ml_assets.lib.dvc_store import DvcStore
+
+    landing = root / params.data.landing_dir
+    written: list[Path] = []
+    if not landed_files(landing):
+        written = write_demo_batches(
+            landing,
+            batches=params.demo.batches,
+            rows_per_batch=params.demo.rows_per_batch,
+            seed=params.demo.seed,
+            start_date=dt.date.fromisoformat(params.demo.start_date),
+        )
+        print(f"landing folder was empty: wrote {len(written)} demo batches to {landing}")
+    DvcStore(root=root, remote_url=resolve_locations(os.environ, root=str(root)).dvc_remote).ensure_ready()
+    return written
+
+
+def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landing_dir: Path) -> dict[str, bool]:
+    """Runs the ingest job for every landed file whose bytes have not been ingested under its name yet.
+
+    Returns:
+        Batch name -> whether all its checks passed.
+    """
+    from ml_assets.defs.ingestion import file_md5, landing_batches
+
+    job = defs.get_job_def("ingest_batch_job")
+    outcomes: dict[str, bool] = {}
+    known = set(instance.get_dynamic_partitions(landing_batches.name))
+    for path in landed_files(landing_dir):
+        key = path.name
+        if key not in known:
+            instance.add_dynamic_partitions(landing_batches.name, [key])
+        elif _ingested_version(instance, key) == file_md5(path):
+            continue
+        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+        outcomes[key] = not failed and result.success
+        print(f"batch {key}: " + ("validated" if outcomes[key] else f"REJECTED by checks {failed}"))
+    return outcomes
+
+
+def _ingested_version(instance: dg.DagsterInstance, key: str) -> str | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("landed_batch"), asset_partitions=[key]), limit=1
+    ).records
+    if not records:
+        return None
+    materialization = records[0].asset_materialization
+    return materialization.tags.get("dagster/data_version") if materialization and materialization.tags else None
+
+
+def run(root: Path) -> int:
+    """Materializes the whole graph headless and prints the champion."""
+    from ml_assets.definitions import defs
+    from ml_assets.lib import tracking
+
+    params = load_params(root / "params.yaml")
+    prepare(root, params)
+    with dg.DagsterInstance.get() as instance:
+        ingest_new_batches(defs, instance, root / params.data.landing_dir)
+        result = defs.get_job_def("training_job").execute_in_process(instance=instance, raise_on_error=False)
+    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for evaluation in failed_checks:
+        print(f"gate FAILED: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {evaluation.description}")
+    if not result.success and not failed_checks:
+        print("training run failed; see the run in the Dagster UI (make dev) for the step that failed", file=sys.stderr)
+        return 1
+    from mlflow import MlflowClient
+
+    uri = resolve_locations(os.environ, root=str(root)).mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = tracking.alias_version(client, params.registry.model_name, tracking.CHAMPION)
+    if champion is None:
+        print("no champion: the first model did not pass its gates")
+        return 1
+    metrics = {k.removeprefix("test_"): v for k, v in champion.tags.items() if k.startswith("test_")}
+    print(f"\nchampion: models:/{params.registry.model_name}@champion = version {champion.version}")
+    print(f"  trained on snapshot {champion.tags.get('dvc.snapshot_md5')} ({champion.tags.get('candidate')})")
+    print(f"  {'metric':<10} {'holdout':>8}")
+    for name in ("accuracy", "f1", "roc_auc", "log_loss"):
+        print(f"  {name:<10} {float(metrics.get(name, 'nan')):>8.4f}")
+    return 0 if not failed_checks else 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m ml_assets.cli", description=__doc__)
+    parser.add_argument("command", choices=["prepare", "run"])
+    args = parser.parse_args(argv)
+    root = resolve_locations(os.environ).root
+    if args.command == "prepare":
+        prepare(root, load_params(root / "params.yaml"))
+        return 0
+    return run(root)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

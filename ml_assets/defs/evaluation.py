@@ -1,0 +1,126 @@
+"""Evaluation: held-out metrics of the trained model next to a DummyClassifier baseline and the
+current champion, all on the same DVC-pinned holdout, and the blocking gates that judge them.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from ml_assets.defs.resources import MlflowResource, ProjectResource
+from ml_assets.lib import features as features_lib
+from ml_assets.lib import gates
+from ml_assets.lib.evaluation import CandidateEvaluation
+from ml_assets.lib.training import CandidateModel
+
+MODEL_GATES = (
+    "meets_min_roc_auc",
+    "meets_min_f1",
+    "beats_baseline",
+    "no_regression_vs_champion",
+    "latency_p95_within_bound",
+    "no_null_predictions",
+    "predicts_every_class",
+)
+
+
+@dg.asset(
+    group_name="evaluation",
+    kinds={"sklearn", "mlflow"},
+    owners=["team:ml-platform"],
+    code_version="1",
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    trained_model: CandidateModel,
+    dataset_split: features_lib.TrainingData,
+) -> dg.Output[CandidateEvaluation]:
+    """Test metrics of the trained model (accuracy, F1, ROC AUC, log loss, confusion matrix) on the frozen holdout, beside a baseline and the champion."""
+    from ml_assets.lib import tracking
+    from ml_assets.lib.evaluation import evaluate_candidate
+
+    params = project.params()
+    client = mlflow.client()
+    champion_version = tracking.alias_version(client, params.registry.model_name, tracking.CHAMPION)
+    champion = None
+    if champion_version is not None:
+        champion = tracking.load_model(mlflow.uri, f"models:/{params.registry.model_name}@{tracking.CHAMPION}")
+    evaluation = evaluate_candidate(
+        trained_model.model,
+        train=dataset_split.split.train,
+        holdout=dataset_split.split.test,
+        features=dataset_split.spec.features,
+        target=dataset_split.spec.target,
+        champion=champion,
+        champion_version=champion_version.version if champion_version else None,
+        bootstrap_samples=params.gates.bootstrap_samples,
+        confidence=params.gates.confidence,
+        latency_samples=params.gates.latency_samples,
+        seed=params.split.seed,
+    )
+    client.log_batch(
+        trained_model.run_id,
+        metrics=_metric_entities({f"test_{k}": v for k, v in evaluation.metrics.scalars().items()}),
+    )
+    context.log.info(f"`{trained_model.name}` on {evaluation.metrics.n_rows} holdout rows; {evaluation.champion_note}")
+    matrix = evaluation.metrics.confusion_matrix
+    labels = [str(c) for c in evaluation.metrics.classes]
+    return dg.Output(
+        evaluation,
+        metadata={
+            **{f"test_{k}": round(v, 4) for k, v in evaluation.metrics.scalars().items()},
+            "baseline_roc_auc": round(evaluation.baseline.roc_auc, 4),
+            "champion_roc_auc": round(evaluation.champion.roc_auc, 4) if evaluation.champion else None,
+            "champion": evaluation.champion_note,
+            "p95_latency_ms": round(evaluation.latency.p95_ms, 3),
+            "holdout_dvc_md5": dataset_split.holdout_md5,
+            "confusion_matrix": dg.MetadataValue.md(
+                "| true \\ predicted | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
+                + "\n".join(f"| **{labels[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(matrix))
+            ),
+        },
+    )
+
+
+def _metric_entities(values: dict[str, float]) -> list:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in values.items()]
+
+
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec(name, asset=model_evaluation, blocking=True) for name in MODEL_GATES],
+    can_subset=False,
+)
+def model_gates(project: ProjectResource, model_evaluation: CandidateEvaluation) -> Iterator[dg.AssetCheckResult]:
+    """The model gates: thresholds, baseline, champion, latency, null predictions, class coverage."""
+    limits = project.params().gates
+    metrics = model_evaluation.metrics
+    verdicts = {
+        "meets_min_roc_auc": gates.meets_minimum("roc_auc", metrics.roc_auc, minimum=limits.min_roc_auc),
+        "meets_min_f1": gates.meets_minimum("f1", metrics.f1, minimum=limits.min_f1),
+        "beats_baseline": gates.beats_baseline(
+            "roc_auc", metrics.roc_auc, baseline=model_evaluation.baseline.roc_auc, margin=limits.baseline_margin
+        ),
+        "no_regression_vs_champion": gates.no_regression(
+            model_evaluation.comparison, max_regression=limits.max_regression
+        ),
+        "latency_p95_within_bound": gates.latency_within(
+            model_evaluation.latency.p95_ms, max_p95_ms=limits.max_p95_latency_ms
+        ),
+        "no_null_predictions": gates.no_null_predictions(model_evaluation.null_predictions, rows=metrics.n_rows),
+        "predicts_every_class": gates.predicts_every_class(model_evaluation.shares, min_share=limits.min_class_share),
+    }
+    for name, verdict in verdicts.items():
+        yield dg.AssetCheckResult(
+            check_name=name,
+            passed=verdict.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=verdict.message if verdict.passed else f"{verdict.message}; nothing is registered or promoted",
+            metadata=verdict.metadata(),
+        )

@@ -1,0 +1,221 @@
+"""Ingestion: every file landed in the landing folder is one batch (a dynamic partition), checked on
+its own by the Great Expectations suite; the batches that pass are unioned into the DVC-pinned
+training snapshot.
+"""
+
+
+import hashlib
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from ml_assets.defs.resources import ProjectResource
+from ml_assets.lib import snapshot as snapshot_lib
+
+landing_batches = dg.DynamicPartitionsDefinition(name="landing_batches")
+
+BATCH_CHECKS = (
+    "columns_and_dtypes",
+    "null_limits",
+    "numeric_ranges",
+    "categorical_domains",
+    "target",
+    "row_count",
+    "duplicates",
+)
+"""One blocking check per group of expectations (the `meta.check` of each expectation in the suite)."""
+
+
+def file_md5(path) -> str:
+    """The md5 of a file's bytes: the batch's data version, whatever its name or mtime."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dg.asset(
+    partitions_def=landing_batches,
+    group_name="ingestion",
+    kinds={"pandas", "csv"},
+    owners=["team:ml-platform"],
+    code_version="1",
+)
+def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output[pd.DataFrame]:
+    """One file from the landing folder, read as it arrived (CSV or Parquet), not yet trusted.
+
+    The partition key is the file name; the data version is the md5 of its bytes, so a renamed or
+    touched copy of the same file is the same data.
+    """
+    path = project.path(project.params().data.landing_dir) / context.partition_key
+    if not path.is_file():
+        raise dg.Failure(
+            f"batch `{context.partition_key}` is registered but `{path}` is gone; "
+            "land the file again or delete the partition in the UI"
+        )
+    frame = snapshot_lib.read_landed_batch(path)
+    md5 = file_md5(path)
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(md5),
+        metadata={
+            "file": dg.MetadataValue.path(str(path)),
+            "md5": md5,
+            "dagster/row_count": len(frame),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
+            ),
+            "null_share": dg.MetadataValue.json({str(c): round(float(v), 4) for c, v in frame.isna().mean().items()}),
+        },
+    )
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(name, asset=landed_batch, blocking=True, description=f"Great Expectations: {name.replace('_', ' ')}")
+        for name in BATCH_CHECKS
+    ],
+    can_subset=False,
+)
+def landed_batch_expectations(
+    context: dg.AssetCheckExecutionContext, project: ProjectResource, landed_batch: pd.DataFrame
+) -> Iterator[dg.AssetCheckResult]:
+    """Runs the Great Expectations suite on one batch; each group of expectations is one check."""
+    from ml_assets.lib import validation
+
+    params = project.params()
+    suite_path = project.path(params.validation.suite_path)
+    batch = context.partition_key
+    if not suite_path.is_file():
+        suite = validation.infer_suite(
+            landed_batch,
+            name=suite_path.stem,
+            target=params.data.target,
+            id_columns=params.data.id_columns,
+            feature_types=params.data.feature_types,
+            min_rows=params.validation.min_rows,
+            max_null_fraction=params.validation.max_null_fraction,
+            max_duplicate_fraction=params.validation.max_duplicate_fraction,
+            min_classes=params.validation.min_classes,
+        )
+        validation.save_suite(suite, suite_path)
+        context.log.warning(
+            f"no suite at `{suite_path}`: inferred one from batch `{batch}`; review it and commit it to git"
+        )
+    report = validation.validate_batch(landed_batch, validation.load_suite(suite_path), batch_name=batch)
+    report_path = project.path("data/reports/validation") / f"{batch}.html"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(report.to_html())
+    for check, outcomes in report.by_check().items():
+        failed = [o for o in outcomes if not o.success]
+        summary = "; ".join(
+            f"`{o.expectation}`" + (f" on `{o.column}`" if o.column else "") + f": observed {o.observed}"
+            for o in failed[:5]
+        )
+        yield dg.AssetCheckResult(
+            check_name=check,
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(
+                f"batch `{batch}`: {len(failed)} of {len(outcomes)} expectations failed: {summary}. "
+                "The batch is kept out of the training snapshot; the champion is unchanged. "
+                "Fix the file and land it again."
+                if failed
+                else f"batch `{batch}`: all {len(outcomes)} expectations passed"
+            ),
+            metadata={
+                "expectations": dg.MetadataValue.table(
+                    records=[
+                        dg.TableRecord(
+                            {
+                                "expectation": o.expectation,
+                                "column": o.column or "",
+                                "expected": str(o.expected),
+                                "observed": str(o.observed),
+                                "success": bool(o.success),
+                            }
+                        )
+                        for o in outcomes
+                    ],
+                    schema=dg.TableSchema(
+                        columns=[
+                            dg.TableColumn("expectation", "string"),
+                            dg.TableColumn("column", "string"),
+                            dg.TableColumn("expected", "string"),
+                            dg.TableColumn("observed", "string"),
+                            dg.TableColumn("success", "bool"),
+                        ]
+                    ),
+                ),
+                "failed": len(failed),
+                "evaluated": len(outcomes),
+                "report": dg.MetadataValue.path(str(report_path)),
+            },
+        )
+
+
+@dg.asset(
+    partitions_def=landing_batches,
+    group_name="ingestion",
+    kinds={"parquet"},
+    owners=["team:ml-platform"],
+    code_version="1",
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+)
+def validated_batch(
+    context: dg.AssetExecutionContext, project: ProjectResource, landed_batch: pd.DataFrame
+) -> dg.MaterializeResult:
+    """A batch that passed every blocking expectation, copied as Parquet into the validated folder.
+
+    It exists only when its checks passed: a blocking check failure stops the run before this step.
+    """
+    out = snapshot_lib.validated_batch_path(project.path(project.params().data.validated_dir), context.partition_key)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    landed_batch.to_parquet(tmp, index=False)
+    tmp.replace(out)  # atomic: the snapshot never reads a half-written batch
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(out)), "dagster/row_count": len(landed_batch)}
+    )
+
+
+@dg.asset(
+    deps=[validated_batch],
+    group_name="ingestion",
+    kinds={"parquet", "dvc"},
+    owners=["team:ml-platform"],
+    code_version="1",
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+)
+def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output[pd.DataFrame]:
+    """The union of every validated batch, written as Parquet, committed to DVC and pushed to its remote.
+
+    Its data version is the DVC md5 of the file, so the same batches give the same version and
+    nothing downstream retrains.
+    """
+    params = project.params()
+    out = project.path(params.data.snapshot_path)
+    frame = snapshot_lib.build_snapshot(project.path(params.data.validated_dir), out)
+    store = project.dvc()
+    md5 = store.commit_stage("training_snapshot")[params.data.snapshot_path]
+    pushed = store.push("training_snapshot")
+    context.log.info(f"snapshot {len(frame)} rows, md5 {md5}; pushed {pushed} file(s) to the DVC remote")
+    counts = frame[snapshot_lib.BATCH_COLUMN].value_counts().sort_index()
+    return dg.Output(
+        frame,
+        data_version=dg.DataVersion(md5),
+        metadata={
+            "dvc_md5": md5,
+            "path": dg.MetadataValue.path(str(out)),
+            "dagster/row_count": len(frame),
+            "batches": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
+            "class_balance": dg.MetadataValue.json(
+                {str(k): round(float(v), 4) for k, v in frame[params.data.target].value_counts(normalize=True).items()}
+            ),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
+            ),
+        },
+    )

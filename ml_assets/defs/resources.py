@@ -1,0 +1,90 @@
+"""Resources: the project (its params, folders and DVC store) and the MLflow tracking server."""
+
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.dvc_store import DvcStore
+from ml_assets.lib.settings import Locations, resolve_locations
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+class ProjectResource(dg.ConfigurableResource):
+    """The project checkout: `params.yaml`, the data folders and the DVC store.
+
+    Unset fields fall back to `ML_ASSETS_ROOT` and `ML_ASSETS_DVC_REMOTE`, then to repo-local
+    defaults, so `dagster dev` from the repository root needs no configuration.
+    """
+
+    root: str | None = None
+    dvc_remote: str | None = None
+
+    @property
+    def locations(self) -> Locations:
+        """The resolved store locations."""
+        return resolve_locations(os.environ, root=self.root, dvc_remote=self.dvc_remote)
+
+    def params(self) -> Params:
+        """Reads `params.yaml` afresh, so an edit applies to the next run."""
+        return load_params(self.locations.root / "params.yaml")
+
+    def path(self, relative: str) -> Path:
+        """A path from `params.yaml`, made absolute against the project root."""
+        return self.locations.root / relative
+
+    def dvc(self) -> DvcStore:
+        """The DVC store, initialized and pointed at the configured remote."""
+        store = DvcStore(root=self.locations.root, remote_url=self.locations.dvc_remote)
+        store.ensure_ready()
+        return store
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking server and model registry.
+
+    `tracking_uri` falls back to `MLFLOW_TRACKING_URI`, then to a SQLite store under the project
+    root. MLflow is imported only when a step uses it.
+    """
+
+    tracking_uri: str | None = None
+    root: str | None = None
+    ui_url: str = "http://127.0.0.1:5000"
+
+    @property
+    def locations(self) -> Locations:
+        """The resolved store locations."""
+        return resolve_locations(os.environ, root=self.root, mlflow_tracking_uri=self.tracking_uri)
+
+    @property
+    def uri(self) -> str:
+        """The tracking URI in use."""
+        return self.locations.mlflow_tracking_uri
+
+    def client(self) -> "MlflowClient":
+        """A client bound to the tracking URI (the registry shares it)."""
+        from mlflow import MlflowClient
+
+        uri = self.uri
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment `name`, created on first use."""
+        from ml_assets.lib.tracking import ensure_experiment
+
+        return ensure_experiment(self.client(), name, artifact_root=self.locations.mlflow_artifact_root)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """A link to a run in the MLflow UI (`make mlflow-ui` serves it locally)."""
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, model_name: str, version: str) -> str:
+        """A link to a registered model version in the MLflow UI."""
+        return f"{self.ui_url.rstrip('/')}/#/models/{model_name}/versions/{version}"

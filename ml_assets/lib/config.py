@@ -1,0 +1,250 @@
+"""Typed view of `params.yaml`, the project's single configuration file (also DVC's params file).
+
+Everything tunable lives in `params.yaml`; this module only parses and validates it, so a typo
+fails at load time with the key that is wrong instead of deep inside a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SELECTION_METRICS = ("accuracy", "f1", "roc_auc", "neg_log_loss")
+
+
+class ParamsError(ValueError):
+    """Raised when `params.yaml` is missing a key or holds a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class DataParams:
+    """Where data lands and what the label is."""
+
+    landing_dir: str
+    validated_dir: str
+    snapshot_path: str
+    holdout_path: str
+    target: str
+    id_columns: tuple[str, ...] = ()
+    feature_types: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    """The demo data written on first run when the landing folder is empty."""
+
+    seed: int
+    batches: int
+    rows_per_batch: int
+    start_date: str
+
+
+@dataclass(frozen=True)
+class ValidationParams:
+    """Limits used when a Great Expectations suite is inferred from the first batch."""
+
+    suite_path: str
+    min_rows: int
+    max_null_fraction: float
+    max_duplicate_fraction: float
+    min_classes: int
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """The deterministic train/validation/test split."""
+
+    seed: int
+    test_size: float
+    validation_size: float
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One candidate estimator: a dotted scikit-learn class path and its keyword arguments."""
+
+    name: str
+    estimator: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Candidates to train and the validation metric that picks the best one."""
+
+    selection_metric: str
+    candidates: tuple[CandidateSpec, ...]
+
+    def candidate(self, name: str) -> CandidateSpec:
+        """Returns the candidate called `name`.
+
+        Args:
+            name: A key of `training.candidates` in `params.yaml`.
+
+        Returns:
+            The candidate's spec.
+        """
+        for spec in self.candidates:
+            if spec.name == name:
+                return spec
+        known = ", ".join(f"`{c.name}`" for c in self.candidates)
+        raise ParamsError(
+            f"candidate `{name}` is not in params.yaml `training.candidates` (known: {known}); "
+            "reload the code location after editing params.yaml"
+        )
+
+
+@dataclass(frozen=True)
+class GateParams:
+    """Thresholds of the blocking model checks."""
+
+    min_roc_auc: float
+    min_f1: float
+    baseline_margin: float
+    max_regression: float
+    bootstrap_samples: int
+    confidence: float
+    max_p95_latency_ms: float
+    latency_samples: int
+    min_class_share: float
+
+
+@dataclass(frozen=True)
+class RegistryParams:
+    """The MLflow experiment and registered model name."""
+
+    model_name: str
+    experiment_name: str
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of `params.yaml`, parsed."""
+
+    data: DataParams
+    demo: DemoParams
+    validation: ValidationParams
+    split: SplitParams
+    training: TrainingParams
+    gates: GateParams
+    registry: RegistryParams
+    raw: Mapping[str, Any]
+
+    def section_hash(self, *sections: str) -> str:
+        """Returns a short, stable hash of the named top-level sections (all when none named).
+
+        Args:
+            *sections: Top-level keys of `params.yaml`.
+
+        Returns:
+            The first 12 hex digits of the SHA-256 of their canonical JSON.
+        """
+        chosen = {k: self.raw.get(k) for k in (sections or sorted(self.raw))}
+        return stable_hash(chosen)
+
+
+def stable_hash(value: Any) -> str:
+    """Returns the first 12 hex digits of the SHA-256 of `value` as canonical JSON.
+
+    Args:
+        value: Anything JSON can encode (keys are sorted).
+
+    Returns:
+        A short hex digest that is the same on every machine.
+    """
+    encoded = json.dumps(value, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:12]
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key)
+    if not isinstance(value, Mapping):
+        raise ParamsError(f"params.yaml: section `{key}` is missing or not a mapping")
+    return value
+
+
+def _build(cls: type, raw: Mapping[str, Any], key: str, **overrides: Any) -> Any:
+    section = dict(_section(raw, key))
+    section.update(overrides)
+    names = set(cls.__dataclass_fields__)
+    unknown = sorted(set(section) - names)
+    if unknown:
+        raise ParamsError(f"params.yaml: unknown key(s) {unknown} in `{key}`; allowed: {sorted(names)}")
+    try:
+        return cls(**section)
+    except TypeError as error:
+        raise ParamsError(f"params.yaml: section `{key}`: {error}") from error
+
+
+def parse_params(raw: Mapping[str, Any]) -> Params:
+    """Validates a parsed `params.yaml` mapping.
+
+    Args:
+        raw: The YAML document as a mapping.
+
+    Returns:
+        The typed parameters.
+
+    Raises:
+        ParamsError: A section or key is missing, unknown, or of the wrong kind.
+    """
+    data_raw = _section(raw, "data")
+    training_raw = _section(raw, "training")
+    candidates_raw = training_raw.get("candidates")
+    if not isinstance(candidates_raw, Mapping) or not candidates_raw:
+        raise ParamsError("params.yaml: `training.candidates` must name at least one estimator")
+    candidates = tuple(
+        CandidateSpec(name=name, estimator=spec["estimator"], params=dict(spec.get("params") or {}))
+        for name, spec in candidates_raw.items()
+    )
+    training = TrainingParams(selection_metric=training_raw["selection_metric"], candidates=candidates)
+    if training.selection_metric not in SELECTION_METRICS:
+        raise ParamsError(
+            f"params.yaml: `training.selection_metric` is `{training.selection_metric}`; "
+            f"use one of {', '.join(SELECTION_METRICS)}"
+        )
+    split = _build(SplitParams, raw, "split")
+    if not 0 < split.test_size < 1 or not 0 < split.validation_size < 1 - split.test_size:
+        raise ParamsError("params.yaml: `split.test_size` and `split.validation_size` must be in (0, 1) and sum below 1")
+    return Params(
+        data=_build(
+            DataParams,
+            raw,
+            "data",
+            id_columns=tuple(data_raw.get("id_columns") or ()),
+            feature_types=dict(data_raw.get("feature_types") or {}),
+        ),
+        demo=_build(DemoParams, raw, "demo"),
+        validation=_build(ValidationParams, raw, "validation"),
+        split=split,
+        training=training,
+        gates=_build(GateParams, raw, "gates"),
+        registry=_build(RegistryParams, raw, "registry"),
+        raw=dict(raw),
+    )
+
+
+def load_params(path: str | Path) -> Params:
+    """Reads and validates `params.yaml`.
+
+    Args:
+        path: Path of the YAML file.
+
+    Returns:
+        The typed parameters.
+
+    Raises:
+        ParamsError: The file is missing or invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file `{path}` not found; run from the repository root or set ML_ASSETS_ROOT")
+    with path.open() as handle:
+        raw = yaml.safe_load(handle) or {}
+    return parse_params(raw)

@@ -1,0 +1,169 @@
+"""MLflow helpers: experiments, candidate runs, the model registry and its aliases.
+
+Every function takes an explicit `MlflowClient` or tracking URI, never the process-global active
+run, so steps running in parallel processes cannot write into each other's runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+FINGERPRINT_TAG = "ml_assets.fingerprint"
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged to an MLflow run."""
+
+    run_id: str
+    model_uri: str
+    reused: bool
+
+
+def ensure_experiment(client: MlflowClient, name: str, *, artifact_root: str | None) -> str:
+    """Returns the experiment id of `name`, creating it (with `artifact_root`) when missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - a parallel step created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def find_run(client: MlflowClient, experiment_id: str, *, tags: Mapping[str, str]) -> str | None:
+    """Returns the newest FINISHED run carrying all `tags`, or None."""
+    clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()] + ["attributes.status = 'FINISHED'"]
+    runs = client.search_runs([experiment_id], " and ".join(clauses), max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def pip_requirements() -> list[str]:
+    """The exact versions this environment would need to load a logged scikit-learn model.
+
+    Passing them to `log_model` skips MLflow's inference of requirements, which costs seconds.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")]
+
+
+def log_sklearn_model(
+    *,
+    tracking_uri: str,
+    experiment_id: str,
+    run_name: str,
+    model: Any,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    input_example: pd.DataFrame,
+) -> LoggedModel:
+    """Logs one trained model as a new MLflow run with params, metrics, signature and input example.
+
+    Args:
+        tracking_uri: The MLflow tracking URI.
+        experiment_id: The experiment to log into.
+        run_name: Human-readable run name.
+        model: A fitted scikit-learn estimator or pipeline.
+        params: Hyper-parameters and settings to record.
+        metrics: Validation metrics.
+        tags: Tags, lineage included (fingerprint, DVC md5, Dagster run id, ...).
+        input_example: A few raw feature rows; the signature is inferred from them.
+
+    Returns:
+        The run id and the model URI.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(tracking_uri)
+    signature = infer_signature(input_example, model.predict_proba(input_example))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(dict(metrics))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=pip_requirements(),
+            serialization_format="cloudpickle",
+            pyfunc_predict_fn="predict_proba",
+        )
+        mlflow.set_tag("model_uri", info.model_uri)
+    return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri, reused=False)
+
+
+def load_model(tracking_uri: str, model_uri: str) -> Any:
+    """Loads a scikit-learn model from MLflow (`runs:/...`, `models:/name@alias`, `models:/m-...`)."""
+    import mlflow
+    import mlflow.sklearn
+
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.sklearn.load_model(model_uri)
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """Returns the version holding `alias`, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def find_version(client: MlflowClient, model_name: str, *, fingerprint: str) -> ModelVersion | None:
+    """Returns the registered version whose fingerprint tag equals `fingerprint`, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    except MlflowException:
+        return None
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def register_version(
+    client: MlflowClient,
+    *,
+    model_name: str,
+    model_uri: str,
+    run_id: str,
+    tags: Mapping[str, str],
+    description: str,
+) -> ModelVersion:
+    """Registers a logged model as a new version of `model_name` with lineage tags."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(model_name, description="Managed by ml_assets; `champion` is the production alias.")
+    except MlflowException:
+        pass  # it already exists
+    return client.create_model_version(
+        model_name, source=model_uri, run_id=run_id, tags=dict(tags), description=description
+    )
+
+
+def move_alias(client: MlflowClient, model_name: str, alias: str, version: str) -> str | None:
+    """Points `alias` at `version` and returns the version it pointed at before (or None)."""
+    before = alias_version(client, model_name, alias)
+    client.set_registered_model_alias(model_name, alias, version)
+    return before.version if before is not None else None
