@@ -1,5 +1,7 @@
-"""Evaluation: held-out metrics of the trained model next to a DummyClassifier baseline and the
-current champion, all on the same DVC-pinned holdout, and the blocking gates that judge them.
+"""Evaluation: held-out metrics and the blocking model gates.
+
+The trained model is scored next to a DummyClassifier baseline and the current champion, all on
+the same DVC-pinned holdout.
 """
 
 from collections.abc import Iterator
@@ -37,7 +39,10 @@ def model_evaluation(
     trained_model: CandidateModel,
     dataset_split: features_lib.TrainingData,
 ) -> dg.Output[CandidateEvaluation]:
-    """Test metrics of the trained model (accuracy, F1, ROC AUC, log loss, confusion matrix) on the frozen holdout, beside a baseline and the champion."""
+    """Held-out test metrics of the trained model, beside a baseline and the champion.
+
+    Accuracy, F1, ROC AUC, log loss and the confusion matrix, all on the frozen DVC-pinned holdout.
+    """
     from ml_assets.lib import tracking
     from ml_assets.lib.evaluation import evaluate_candidate
 
@@ -54,7 +59,7 @@ def model_evaluation(
         features=dataset_split.spec.features,
         target=dataset_split.spec.target,
         champion=champion,
-        champion_version=champion_version.version if champion_version else None,
+        champion_version=str(champion_version.version) if champion_version else None,
         bootstrap_samples=params.gates.bootstrap_samples,
         confidence=params.gates.confidence,
         latency_samples=params.gates.latency_samples,
@@ -77,8 +82,14 @@ def model_evaluation(
             "p95_latency_ms": round(evaluation.latency.p95_ms, 3),
             "holdout_dvc_md5": dataset_split.holdout_md5,
             "confusion_matrix": dg.MetadataValue.md(
-                "| true \\ predicted | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
-                + "\n".join(f"| **{labels[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(matrix))
+                "| true \\ predicted | "
+                + " | ".join(labels)
+                + " |\n|---|"
+                + "---|" * len(labels)
+                + "\n"
+                + "\n".join(
+                    f"| **{labels[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(matrix)
+                )
             ),
         },
     )

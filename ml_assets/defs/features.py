@@ -1,5 +1,7 @@
-"""Features: the deterministic stratified split (its test part is the frozen, DVC-pinned holdout)
-and the preprocessing pipeline fit on the training part only.
+"""Features: the deterministic stratified split and the preprocessing pipeline.
+
+The split's test part is the frozen, DVC-pinned holdout; the preprocessing is fit on the training
+part only.
 """
 
 import dagster as dg
@@ -59,12 +61,16 @@ def dataset_split(
 
 
 @dg.asset_check(asset=dataset_split, blocking=True)
-def split_sizes_as_configured(project: ProjectResource, dataset_split: features_lib.TrainingData) -> dg.AssetCheckResult:
+def split_sizes_as_configured(
+    project: ProjectResource, dataset_split: features_lib.TrainingData
+) -> dg.AssetCheckResult:
     """Each part holds the configured share of every class (within one row of rounding)."""
     params = project.params()
     data = dataset_split.split
     target = dataset_split.spec.target
-    total = data.train[target].value_counts() + data.validation[target].value_counts() + data.test[target].value_counts()
+    total = (
+        data.train[target].value_counts() + data.validation[target].value_counts() + data.test[target].value_counts()
+    )
     worst = 0.0
     for part, share in (("test", params.split.test_size), ("validation", params.split.validation_size)):
         counts = getattr(data, part)[target].value_counts().reindex(total.index, fill_value=0)
@@ -73,13 +79,15 @@ def split_sizes_as_configured(project: ProjectResource, dataset_split: features_
     return dg.AssetCheckResult(
         passed=passed,
         metadata={**data.sizes(), "max_rows_off_per_class": worst, "test_size": params.split.test_size},
-        description=None if passed else f"a class is {worst:.0f} rows off its configured share; check `split` in params.yaml",
+        description=None
+        if passed
+        else f"a class is {worst:.0f} rows off its configured share; check `split` in params.yaml",
     )
 
 
 @dg.asset_check(asset=dataset_split, blocking=True)
 def no_target_leakage(project: ProjectResource, dataset_split: features_lib.TrainingData) -> dg.AssetCheckResult:
-    """The target is not a feature, no row is in both train and test, and no single feature predicts the target almost perfectly."""
+    """No leakage: the target is not a feature, no row is in two parts, no feature alone predicts the target."""
     params = project.params()
     report = features_lib.find_leakage(
         dataset_split.split, dataset_split.spec, id_columns=params.data.id_columns, seed=params.split.seed

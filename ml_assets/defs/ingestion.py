@@ -1,8 +1,8 @@
-"""Ingestion: every file landed in the landing folder is one batch (a dynamic partition), checked on
-its own by the Great Expectations suite; the batches that pass are unioned into the DVC-pinned
-training snapshot.
-"""
+"""Ingestion: landed batches, their Great Expectations checks, and the training snapshot.
 
+Every file landed in the landing folder is one batch (a dynamic partition), checked on its own by
+the suite; the batches that pass are unioned into the DVC-pinned training snapshot.
+"""
 
 import hashlib
 from collections.abc import Iterator
@@ -74,7 +74,13 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
 
 @dg.multi_asset_check(
     specs=[
-        dg.AssetCheckSpec(name, asset=landed_batch, blocking=True, description=f"Great Expectations: {name.replace('_', ' ')}")
+        dg.AssetCheckSpec(
+            name,
+            asset=landed_batch,
+            blocking=True,
+            partitions_def=landing_batches,
+            description=f"Great Expectations: {name.replace('_', ' ')}",
+        )
         for name in BATCH_CHECKS
     ],
     can_subset=False,

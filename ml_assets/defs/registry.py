@@ -1,5 +1,7 @@
-"""Registry: a model that passed every gate becomes a registered MLflow version (alias `challenger`),
-is smoke-tested from the registry, and only then takes the `champion` alias.
+"""Registry: registration in MLflow and promotion to `champion`.
+
+A model that passed every gate becomes a registered version (alias `challenger`), is smoke-tested
+from the registry, and only then takes the `champion` alias.
 """
 
 import dagster as dg
@@ -57,14 +59,15 @@ def registered_model(
             },
             description=f"{trained_model.name} trained on snapshot {dataset_split.snapshot_md5}",
         )
-    client.set_registered_model_alias(name, tracking.CHALLENGER, version.version)
+    number = str(version.version)
+    client.set_registered_model_alias(name, tracking.CHALLENGER, number)
     return dg.Output(
-        version.version,
+        number,
         metadata={
             "model_name": name,
-            "version": int(version.version),
+            "version": int(number),
             "newly_registered": existing is None,
-            "model_version": dg.MetadataValue.url(mlflow.version_url(name, version.version)),
+            "model_version": dg.MetadataValue.url(mlflow.version_url(name, number)),
             "dvc_snapshot_md5": dataset_split.snapshot_md5,
             "fingerprint": trained_model.fingerprint,
         },
@@ -95,7 +98,9 @@ def loads_from_registry_and_matches(
     return dg.AssetCheckResult(
         passed=gap < 1e-9,
         metadata={"max_probability_gap": gap, "rows_compared": len(rows)},
-        description=None if gap < 1e-9 else f"`{name}` v{registered_model} predicts differently after reload (gap {gap:.2e})",
+        description=None
+        if gap < 1e-9
+        else f"`{name}` v{registered_model} predicts differently after reload (gap {gap:.2e})",
     )
 
 
@@ -109,24 +114,26 @@ def loads_from_registry_and_matches(
 def champion_model(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource, registered_model: str
 ) -> dg.Output[str]:
-    """The production model: the registry's `champion` alias, moved to the newly registered version once every gate passed."""
+    """The production model: the registry's `champion` alias, on the newest version that passed every gate."""
     from ml_assets.lib import tracking
 
     name = project.params().registry.model_name
     client = mlflow.client()
     before = tracking.alias_version(client, name, tracking.CHAMPION)
-    if before is None or before.version != registered_model:
+    previous = str(before.version) if before is not None else None
+    promoted = previous != registered_model
+    if promoted:
         tracking.move_alias(client, name, tracking.CHAMPION, registered_model)
-        if before is not None:
-            client.set_registered_model_alias(name, tracking.PREVIOUS_CHAMPION, before.version)
-        context.log.info(f"`{name}@champion`: v{before.version if before else '-'} -> v{registered_model}")
+        if previous is not None:
+            client.set_registered_model_alias(name, tracking.PREVIOUS_CHAMPION, previous)
+        context.log.info(f"`{name}@champion`: v{previous or '-'} -> v{registered_model}")
     return dg.Output(
         registered_model,
         metadata={
             "model_name": name,
             "champion_version": int(registered_model),
-            "previous_champion_version": int(before.version) if before else None,
-            "promoted": before is None or before.version != registered_model,
+            "previous_champion_version": int(previous) if previous else None,
+            "promoted": promoted,
             "model_uri": f"models:/{name}@champion",
             "model_version": dg.MetadataValue.url(mlflow.version_url(name, registered_model)),
         },

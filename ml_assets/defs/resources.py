@@ -1,6 +1,5 @@
 """Resources: the project (its params, folders and DVC store) and the MLflow tracking server."""
 
-
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -1,5 +1,7 @@
-"""Training: one asset per candidate in `params.yaml` (separate steps, so they run in parallel), each
-logged as its own MLflow run; the best on the validation part becomes the trained model.
+"""Training: one asset per candidate, and the best of them.
+
+Each candidate in `params.yaml` is its own step (so they run in parallel) and its own MLflow run;
+the best on the validation part becomes the trained model.
 """
 
 from pathlib import Path
@@ -63,7 +65,11 @@ def _train_or_reuse(
     split = data.split
     context.log.info(f"candidate `{name}`: training {spec.estimator} on {len(split.train)} rows")
     model = train_candidate(
-        split.train, preprocessor=preprocessor, spec=spec, features=data.spec, seed=params.split.seed  # type: ignore[arg-type]
+        split.train,
+        preprocessor=preprocessor,
+        spec=spec,
+        features=data.spec,
+        seed=params.split.seed,  # type: ignore[arg-type]
     )
     validation = score_model(model, split.validation, features=data.spec.features, target=data.spec.target)
     metrics = {**validation.scalars(), "neg_log_loss": -validation.log_loss}
@@ -72,7 +78,12 @@ def _train_or_reuse(
         experiment_id=experiment_id,
         run_name=f"{name}-{data.snapshot_md5[:8]}",
         model=model,
-        params={"estimator": spec.estimator, **spec.params, "split_seed": params.split.seed, "rows_train": len(split.train)},
+        params={
+            "estimator": spec.estimator,
+            **spec.params,
+            "split_seed": params.split.seed,
+            "rows_train": len(split.train),
+        },
         metrics=metrics,
         tags={
             tracking.FINGERPRINT_TAG: fingerprint,
@@ -168,7 +179,11 @@ def trained_model(
             "leaderboard": dg.MetadataValue.table(
                 records=[
                     dg.TableRecord(
-                        {"rank": i + 1, "candidate": c.name, **{k: round(v, 4) for k, v in sorted(c.validation_metrics.items())}}
+                        {
+                            "rank": i + 1,
+                            "candidate": c.name,
+                            **{k: round(v, 4) for k, v in sorted(c.validation_metrics.items())},
+                        }
                     )
                     for i, c in enumerate(ranked)
                 ]

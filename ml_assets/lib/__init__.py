@@ -1,0 +1,1 @@
+"""Pure logic: data, validation, features, training, evaluation, drift, registry helpers. Never imports dagster."""

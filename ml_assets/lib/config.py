@@ -211,7 +211,9 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         )
     split = _build(SplitParams, raw, "split")
     if not 0 < split.test_size < 1 or not 0 < split.validation_size < 1 - split.test_size:
-        raise ParamsError("params.yaml: `split.test_size` and `split.validation_size` must be in (0, 1) and sum below 1")
+        raise ParamsError(
+            "params.yaml: `split.test_size` and `split.validation_size` must be in (0, 1) and sum below 1"
+        )
     return Params(
         data=_build(
             DataParams,

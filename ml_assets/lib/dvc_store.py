@@ -1,5 +1,8 @@
 """DVC as the data-version store: commit stage outputs, read their md5s, push and pull them.
 
+DVC resolves stage and output paths against the working directory, so every call runs inside
+`chdir(root)` (steps run in their own processes; the directory is restored afterwards).
+
 Dagster produces the files; DVC records them in `dvc.lock`, keeps them in its cache and copies
 them to the remote. The md5 DVC records is the data version everything downstream carries.
 """
@@ -7,6 +10,7 @@ them to the remote. The md5 DVC records is the data version everything downstrea
 from __future__ import annotations
 
 import subprocess
+from contextlib import chdir
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +48,7 @@ class DvcStore:
         url = self.remote_url
         if "://" not in url and not Path(url).is_absolute():
             url = str((self.root / url).resolve())
-        with Repo(str(self.root)) as repo, repo.config.edit("local") as config:
+        with chdir(self.root), Repo(str(self.root)) as repo, repo.config.edit("local") as config:
             config.setdefault("remote", {})[REMOTE_NAME] = {"url": url}
             config.setdefault("core", {})["remote"] = REMOTE_NAME
 
@@ -60,10 +64,12 @@ class DvcStore:
         from dvc.repo import Repo
 
         try:
-            with Repo(str(self.root)) as repo:
+            with chdir(self.root), Repo(str(self.root)) as repo:
                 repo.commit(stage, force=True)
-        except Exception as error:  # noqa: BLE001 - DVC raises many types; one message is clearer
-            raise DvcError(f"`dvc commit {stage}` failed under `{self.root}`: {error}; run `dvc status` there") from error
+        except Exception as error:
+            raise DvcError(
+                f"`dvc commit {stage}` failed under `{self.root}`: {error}; run `dvc status` there"
+            ) from error
         return self.stage_outputs(stage)
 
     def stage_outputs(self, stage: str) -> dict[str, str]:
@@ -77,15 +83,18 @@ class DvcStore:
     def push(self, *targets: str) -> int:
         """Copies the targets' cached data to the remote.
 
+        Args:
+            *targets: Stage names in `dvc.yaml`.
+
         Returns:
             How many files were transferred (0 when the remote already had them).
         """
         from dvc.repo import Repo
 
         try:
-            with Repo(str(self.root)) as repo:
+            with chdir(self.root), Repo(str(self.root)) as repo:
                 return int(repo.push(targets=list(targets) or None))
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise DvcError(
                 f"`dvc push {' '.join(targets)}` to `{self.remote_url}` failed: {error}; "
                 "check ML_ASSETS_DVC_REMOTE and the remote's credentials"
@@ -105,12 +114,12 @@ class DvcStore:
 
         from dvc.repo import Repo
 
-        with Repo(str(self.root)) as repo:
+        with chdir(self.root), Repo(str(self.root)) as repo:
             cache_path = Path(repo.cache.local.oid_to_path(md5))
             if not cache_path.is_file():
                 try:
                     repo.cloud.pull([_hash_info(md5)], remote=REMOTE_NAME)  # type: ignore[arg-type]
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     raise DvcError(
                         f"data version `{md5}` is in neither the DVC cache nor the remote `{self.remote_url}`: {error}"
                     ) from error

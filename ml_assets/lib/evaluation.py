@@ -1,5 +1,7 @@
-"""Model evaluation: classification metrics, a paired bootstrap of a metric difference, single-row
-latency, and prediction shares. Pure functions on arrays and frames.
+"""Model evaluation as pure functions on arrays and frames.
+
+Classification metrics, a paired bootstrap of a metric difference, single-row latency, and
+prediction shares.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class ClassificationMetrics:
         return {k: v for k, v in asdict(self).items() if isinstance(v, float)}
 
 
-def classification_metrics(y_true: Sequence[Any], proba: np.ndarray, *, classes: Sequence[Any]) -> ClassificationMetrics:
+def classification_metrics(
+    y_true: Sequence[Any], proba: np.ndarray, *, classes: Sequence[Any]
+) -> ClassificationMetrics:
     """Computes accuracy, F1, ROC AUC, log loss and the confusion matrix.
 
     Binary problems use the F1 of the last class (the positive one) and the ROC AUC of its
@@ -272,9 +276,10 @@ def evaluate_candidate(
     note = "no champion yet"
     if champion is not None:
         try:
-            champion_proba = champion.predict_proba(x_holdout)
+            # all columns: the champion may have been trained on other features than the candidate
+            champion_proba = champion.predict_proba(holdout.drop(columns=[target]))
             champion_metrics = classification_metrics(y_holdout, champion_proba, classes=list(champion.classes_))
-        except Exception as error:  # noqa: BLE001 - e.g. the schema changed since the champion was trained
+        except Exception as error:
             note = f"champion v{champion_version} cannot score the current holdout ({error}); comparison skipped"
         else:
             note = f"compared with champion v{champion_version} on the same holdout"

@@ -140,8 +140,8 @@ def split_dataset(
     for label in pd.unique(labels):
         positions = np.flatnonzero(labels == label)
         ordered = positions[np.argsort(keys[positions], kind="stable")]
-        n_test = int(round(len(ordered) * test_size))
-        n_validation = int(round(len(ordered) * validation_size))
+        n_test = round(len(ordered) * test_size)
+        n_validation = round(len(ordered) * validation_size)
         part[ordered[:n_test]] = 2
         part[ordered[n_test : n_test + n_validation]] = 1
     return DatasetSplit(
@@ -225,8 +225,10 @@ def find_leakage(
     seed: int = 0,
     max_single_feature_auc: float = 0.99,
 ) -> LeakageReport:
-    """Looks for target leakage: the label among the features, rows shared by train and test, or
-    a numeric feature that alone separates the classes almost perfectly.
+    """Looks for target leakage.
+
+    Leakage here is the label among the features, rows shared by train and test, or a numeric
+    feature that alone separates the classes almost perfectly.
 
     Args:
         split: The three parts.

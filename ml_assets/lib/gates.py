@@ -1,6 +1,7 @@
-"""Model quality gates as predicates: each takes observed numbers and thresholds and returns a
-verdict with a message that says what failed and by how much. The Dagster layer turns each gate
-into one blocking asset check.
+"""Model quality gates as predicates.
+
+Each takes observed numbers and thresholds and returns a verdict with a message that says what
+failed and by how much. The Dagster layer turns each gate into one blocking asset check.
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ def latency_within(p95_ms: float, *, max_p95_ms: float) -> GateResult:
     passed = p95_ms <= max_p95_ms
     return GateResult(
         passed=passed,
-        message=f"p95 single-row latency {p95_ms:.2f} ms {'within' if passed else 'over'} the bound {max_p95_ms:.2f} ms",
+        message=(
+            f"p95 single-row latency {p95_ms:.2f} ms {'within' if passed else 'over'} the bound {max_p95_ms:.2f} ms"
+        ),
         observed={"p95_ms": p95_ms},
         thresholds={"max_p95_latency_ms": max_p95_ms},
     )

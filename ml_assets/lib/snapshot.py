@@ -38,8 +38,10 @@ def read_landed_batch(path: Path) -> pd.DataFrame:
             return pd.read_csv(path)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
-    except Exception as error:  # noqa: BLE001 - any parser error becomes one clear message
-        raise ValueError(f"batch `{path.name}` cannot be read as {suffix[1:]}: {error}; fix or remove the file") from error
+    except Exception as error:
+        raise ValueError(
+            f"batch `{path.name}` cannot be read as {suffix[1:]}: {error}; fix or remove the file"
+        ) from error
     raise ValueError(f"batch `{path.name}`: unsupported file type `{suffix}`; land .csv or .parquet files")
 
 

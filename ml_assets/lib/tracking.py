@@ -6,6 +6,7 @@ run, so steps running in parallel processes cannot write into each other's runs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ def ensure_experiment(client: MlflowClient, name: str, *, artifact_root: str | N
     location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
     try:
         return client.create_experiment(name, artifact_location=location)
-    except Exception:  # noqa: BLE001 - a parallel step created it first
+    except Exception:
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
@@ -49,7 +50,9 @@ def ensure_experiment(client: MlflowClient, name: str, *, artifact_root: str | N
 def find_run(client: MlflowClient, experiment_id: str, *, tags: Mapping[str, str]) -> str | None:
     """Returns the newest FINISHED run carrying all `tags`, or None."""
     clauses = [f"tags.`{k}` = '{v}'" for k, v in tags.items()] + ["attributes.status = 'FINISHED'"]
-    runs = client.search_runs([experiment_id], " and ".join(clauses), max_results=1, order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        [experiment_id], " and ".join(clauses), max_results=1, order_by=["attributes.start_time DESC"]
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -60,7 +63,9 @@ def pip_requirements() -> list[str]:
     """
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")]
+    return [
+        f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
+    ]
 
 
 def log_sklearn_model(
@@ -94,7 +99,9 @@ def log_sklearn_model(
     from mlflow.models import infer_signature
 
     mlflow.set_tracking_uri(tracking_uri)
-    signature = infer_signature(input_example, model.predict_proba(input_example))
+    # Integer columns become doubles in the signature: a missing value at serving time is a float NaN.
+    example = input_example.astype({c: "float64" for c in input_example.select_dtypes("integer").columns})
+    signature = infer_signature(example, model.predict_proba(example))
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(dict(metrics))
@@ -102,7 +109,7 @@ def log_sklearn_model(
             model,
             name="model",
             signature=signature,
-            input_example=input_example,
+            input_example=example,
             pip_requirements=pip_requirements(),
             serialization_format="cloudpickle",
             pyfunc_predict_fn="predict_proba",
@@ -153,10 +160,10 @@ def register_version(
     """Registers a logged model as a new version of `model_name` with lineage tags."""
     from mlflow.exceptions import MlflowException
 
-    try:
-        client.create_registered_model(model_name, description="Managed by ml_assets; `champion` is the production alias.")
-    except MlflowException:
-        pass  # it already exists
+    with contextlib.suppress(MlflowException):  # it already exists
+        client.create_registered_model(
+            model_name, description="Managed by ml_assets; `champion` is the production alias."
+        )
     return client.create_model_version(
         model_name, source=model_uri, run_id=run_id, tags=dict(tags), description=description
     )
@@ -166,4 +173,4 @@ def move_alias(client: MlflowClient, model_name: str, alias: str, version: str) 
     """Points `alias` at `version` and returns the version it pointed at before (or None)."""
     before = alias_version(client, model_name, alias)
     client.set_registered_model_alias(model_name, alias, version)
-    return before.version if before is not None else None
+    return str(before.version) if before is not None else None

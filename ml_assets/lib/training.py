@@ -1,5 +1,7 @@
-"""Training candidates: build an estimator from its `params.yaml` spec and fit it behind the
-already-fitted preprocessing, returning one scikit-learn Pipeline that serving can call on raw rows.
+"""Training candidates.
+
+Build an estimator from its `params.yaml` spec and fit it behind the already-fitted preprocessing,
+returning one scikit-learn Pipeline that serving can call on raw rows.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def build_estimator(spec: CandidateSpec, *, seed: int) -> Any:
     try:
         return estimator_cls(**params)
     except TypeError as error:
-        raise ValueError(f"candidate `{spec.name}`: params.yaml params do not fit `{spec.estimator}`: {error}") from error
+        raise ValueError(
+            f"candidate `{spec.name}`: params.yaml params do not fit `{spec.estimator}`: {error}"
+        ) from error
 
 
 def train_candidate(

@@ -1,0 +1,45 @@
+"""Helpers that run the asset graph the way the jobs do, with `dagster.materialize`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ml_assets.definitions import defs
+from ml_assets_tests.conftest import Project
+
+ALL_ASSETS = list(defs.assets or []) + list(defs.asset_checks or [])
+INGEST = dg.AssetSelection.assets("landed_batch", "validated_batch")
+TRAIN = dg.AssetSelection.assets("training_snapshot").downstream()
+
+
+def ingest(project: Project, *names: str) -> dict[str, dg.ExecuteInProcessResult]:
+    """Validates each named landed batch in its own partitioned run."""
+    project.instance.add_dynamic_partitions("landing_batches", list(names))
+    return {
+        name: dg.materialize(
+            ALL_ASSETS,
+            selection=INGEST,
+            partition_key=name,
+            instance=project.instance,
+            resources=project.resources(),
+            raise_on_error=False,
+        )
+        for name in names
+    }
+
+
+def train(project: Project) -> dg.ExecuteInProcessResult:
+    """Runs snapshot -> ... -> champion."""
+    return dg.materialize(
+        ALL_ASSETS, selection=TRAIN, instance=project.instance, resources=project.resources(), raise_on_error=False
+    )
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, str | None]:
+    """Check name -> description, for every failed check of a run."""
+    return {e.check_name: e.description for e in result.get_asset_check_evaluations() if not e.passed}
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
+    """Asset keys materialized by a run."""
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
