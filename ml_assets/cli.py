@@ -4,6 +4,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from ml_assets.lib.config import Params, load_params
 from ml_assets.lib.settings import resolve_locations
 
 LANDING_SUFFIXES = (".csv", ".parquet", ".pq")
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def landed_files(landing_dir: Path) -> list[Path]:
@@ -50,7 +52,7 @@ def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landi
     """
     from ml_assets.defs.ingestion import file_md5, landing_batches
 
-    job = defs.get_job_def("ingest_batch_job")
+    job = defs.resolve_job_def("ingest_batch_job")
     outcomes: dict[str, bool] = {}
     known = set(instance.get_dynamic_partitions(landing_batches.name))
     for path in landed_files(landing_dir):
@@ -59,7 +61,7 @@ def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landi
             instance.add_dynamic_partitions(landing_batches.name, [key])
         elif _ingested_version(instance, key) == file_md5(path):
             continue
-        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET)
         failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         outcomes[key] = not failed and result.success
         print(f"batch {key}: " + ("validated" if outcomes[key] else f"REJECTED by checks {failed}"))
@@ -85,7 +87,9 @@ def run(root: Path) -> int:
     prepare(root, params)
     with dg.DagsterInstance.get() as instance:
         ingest_new_batches(defs, instance, root / params.data.landing_dir)
-        result = defs.get_job_def("training_job").execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def("training_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET
+        )
     failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
     for evaluation in failed_checks:
         print(f"gate FAILED: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {evaluation.description}")
@@ -114,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml_assets.cli", description=__doc__)
     parser.add_argument("command", choices=["prepare", "run"])
     args = parser.parse_args(argv)
+    for category in (dg.PreviewWarning, dg.BetaWarning):
+        warnings.filterwarnings("ignore", category=category)
     root = resolve_locations(os.environ).root
     if args.command == "prepare":
         prepare(root, load_params(root / "params.yaml"))
