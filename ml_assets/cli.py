@@ -11,17 +11,15 @@ from pathlib import Path
 import dagster as dg
 
 from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.landing import list_landing
 from ml_assets.lib.settings import resolve_locations
 
-LANDING_SUFFIXES = (".csv", ".parquet", ".pq")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def landed_files(landing_dir: Path) -> list[Path]:
     """The batch files in the landing folder, by name."""
-    if not landing_dir.is_dir():
-        return []
-    return sorted(p for p in landing_dir.iterdir() if p.is_file() and p.suffix.lower() in LANDING_SUFFIXES)
+    return [landing_dir / stat.name for stat in list_landing(landing_dir)]
 
 
 def prepare(root: Path, params: Params) -> list[Path]:
@@ -50,7 +48,8 @@ def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landi
     Returns:
         Batch name -> whether all its checks passed.
     """
-    from ml_assets.defs.ingestion import file_md5, landing_batches
+    from ml_assets.defs.ingestion import landing_batches
+    from ml_assets.lib.landing import file_md5
 
     job = defs.resolve_job_def("ingest_batch_job")
     outcomes: dict[str, bool] = {}

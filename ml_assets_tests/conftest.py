@@ -33,6 +33,7 @@ class Project:
     root: Path
     dvc_remote: Path
     instance: dg.DagsterInstance
+    webhook_url: str | None = None
 
     @property
     def tracking_uri(self) -> str:
@@ -49,11 +50,12 @@ class Project:
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
     def resources(self) -> dict[str, Any]:
-        from ml_assets.defs.resources import MlflowResource, ProjectResource
+        from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 
         return {
             "project": ProjectResource(root=str(self.root), dvc_remote=str(self.dvc_remote)),
             "mlflow": MlflowResource(root=str(self.root), tracking_uri=self.tracking_uri),
+            "alerts": AlertResource(webhook_url=self.webhook_url),
         }
 
     def land(

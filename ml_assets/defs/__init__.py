@@ -4,14 +4,16 @@ import dagster as dg
 
 
 def build_definitions() -> dg.Definitions:
-    """Collects the assets, checks, jobs and resources of every stage."""
-    from ml_assets.defs import evaluation, features, ingestion, jobs, registry, training
-    from ml_assets.defs.resources import MlflowResource, ProjectResource
+    """Collects the assets, checks, jobs, sensors, schedules and resources of every stage."""
+    from ml_assets.defs import evaluation, features, ingestion, jobs, monitoring, registry, sensors, training
+    from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 
-    modules = [ingestion, features, training, evaluation, registry]
+    modules = [ingestion, features, training, evaluation, registry, monitoring]
     return dg.Definitions(
         assets=dg.load_assets_from_modules(modules),
         asset_checks=dg.load_asset_checks_from_modules(modules),
         jobs=[jobs.ingest_batch_job, jobs.training_job],
-        resources={"project": ProjectResource(), "mlflow": MlflowResource()},
+        sensors=[sensors.landing_sensor, sensors.retrain_sensor, sensors.alert_on_run_failure],
+        schedules=[sensors.weekly_retrain],
+        resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},
     )

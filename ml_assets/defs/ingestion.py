@@ -4,7 +4,6 @@ Every file landed in the landing folder is one batch (a dynamic partition), chec
 the suite; the batches that pass are unioned into the DVC-pinned training snapshot.
 """
 
-import hashlib
 from collections.abc import Iterator
 
 import dagster as dg
@@ -12,6 +11,7 @@ import pandas as pd
 
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
+from ml_assets.lib.landing import file_md5
 
 landing_batches = dg.DynamicPartitionsDefinition(name="landing_batches")
 
@@ -25,15 +25,6 @@ BATCH_CHECKS = (
     "duplicates",
 )
 """One blocking check per group of expectations (the `meta.check` of each expectation in the suite)."""
-
-
-def file_md5(path) -> str:
-    """The md5 of a file's bytes: the batch's data version, whatever its name or mtime."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dg.asset(
@@ -214,6 +205,7 @@ def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResourc
         data_version=dg.DataVersion(md5),
         metadata={
             "dvc_md5": md5,
+            "validated_fingerprint": snapshot_lib.validated_fingerprint(project.path(params.data.validated_dir)),
             "path": dg.MetadataValue.path(str(out)),
             "dagster/row_count": len(frame),
             "batches": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),

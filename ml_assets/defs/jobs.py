@@ -1,18 +1,24 @@
-"""Jobs: validate one landed batch, and train-evaluate-register-promote from the snapshot."""
+"""Jobs: validate and monitor one landed batch; train-evaluate-register-promote from the snapshot."""
 
 import dagster as dg
 
 from ml_assets.defs.ingestion import landing_batches
 
+TRIGGER_TAG = "ml_assets/trigger"
+
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch_job",
-    selection=dg.AssetSelection.groups("ingestion") - dg.AssetSelection.assets("training_snapshot"),
+    selection=dg.AssetSelection.groups("ingestion", "monitoring") - dg.AssetSelection.assets("training_snapshot"),
     partitions_def=landing_batches,
-    description="Read one landed batch, run its Great Expectations checks, and keep it if they pass.",
+    tags={TRIGGER_TAG: "manual"},
+    description="Validate one landed batch; if it passes, keep it, measure its drift and score the champion on it.",
 )
 
 training_job = dg.define_asset_job(
     "training_job",
     selection=dg.AssetSelection.assets("training_snapshot").downstream(),
+    # One training run at a time (the run queue limits this tag, see dagster.yaml): two triggers at
+    # once queue up, and the second finds the first's fingerprint and registers nothing new.
+    tags={TRIGGER_TAG: "manual", "ml_assets/serial": "training"},
     description="Snapshot -> features -> candidates -> evaluation -> gates -> registry -> champion.",
 )

@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -12,6 +12,8 @@ from ml_assets.lib.settings import Locations, resolve_locations
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from ml_assets.lib.alerts import Alert
 
 
 class ProjectResource(dg.ConfigurableResource):
@@ -87,3 +89,28 @@ class MlflowResource(dg.ConfigurableResource):
     def version_url(self, model_name: str, version: str) -> str:
         """A link to a registered model version in the MLflow UI."""
         return f"{self.ui_url.rstrip('/')}/#/models/{model_name}/versions/{version}"
+
+
+class AlertResource(dg.ConfigurableResource):
+    """Where alerts go: always the run's log (so the UI shows them), and a webhook when configured.
+
+    `webhook_url` falls back to `ML_ASSETS_ALERT_WEBHOOK`; Slack-compatible JSON (`{"text": ...}`).
+    """
+
+    webhook_url: str | None = None
+
+    def url(self) -> str | None:
+        """The webhook in use, if any."""
+        return self.webhook_url or os.environ.get("ML_ASSETS_ALERT_WEBHOOK") or None
+
+    def send(self, context: Any, alert: "Alert") -> None:
+        """Logs the alert as an error and posts it to the webhook; a webhook failure is logged, not raised."""
+        from ml_assets.lib.alerts import post_webhook
+
+        context.log.error(alert.text())
+        url = self.url()
+        if url:
+            try:
+                post_webhook(url, alert)
+            except OSError as error:
+                context.log.warning(f"alert webhook `{url}` failed: {error}; the alert is in this log")

@@ -4,20 +4,15 @@ Each candidate in `params.yaml` is its own step (so they run in parallel) and it
 the best on the validation part becomes the trained model.
 """
 
-from pathlib import Path
-
 import dagster as dg
 
+from ml_assets.defs.graph import GRAPH
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
-from ml_assets.lib.config import load_params
 from ml_assets.lib.training import CandidateModel, pick_best
 
 TRAINING_CODE_VERSION = "1"
 """Bump when a change to lib/training.py or lib/features.py changes the weights a run produces."""
-
-GRAPH_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
-"""The graph's shape (which candidates exist) comes from the repository's params.yaml."""
 
 
 def _train_or_reuse(
@@ -149,10 +144,8 @@ def build_candidate_asset(name: str, estimator: str) -> dg.AssetsDefinition:
     return candidate
 
 
-CANDIDATE_NAMES = tuple(spec.name for spec in load_params(GRAPH_PARAMS).training.candidates)
-candidate_assets = [
-    build_candidate_asset(spec.name, spec.estimator) for spec in load_params(GRAPH_PARAMS).training.candidates
-]
+CANDIDATE_NAMES = tuple(spec.name for spec in GRAPH.training.candidates)
+candidate_assets = [build_candidate_asset(spec.name, spec.estimator) for spec in GRAPH.training.candidates]
 
 
 @dg.asset(

@@ -124,6 +124,36 @@ class RegistryParams:
 
 
 @dataclass(frozen=True)
+class DriftParams:
+    """The drift decision rule (see `ml_assets/lib/drift.py`)."""
+
+    alpha: float
+    psi_threshold: float
+    min_samples: int
+    correction: str
+    bins: int
+    cooldown_hours: float
+
+
+@dataclass(frozen=True)
+class RetrainParams:
+    """When the sensors retrain (see `ml_assets/lib/retrain.py`)."""
+
+    min_new_rows: int
+    performance_metric: str
+    min_live_score: float
+    schedule: str
+
+
+@dataclass(frozen=True)
+class AutomationParams:
+    """How often the sensors look."""
+
+    landing_interval_seconds: int = 30
+    retrain_interval_seconds: int = 30
+
+
+@dataclass(frozen=True)
 class Params:
     """All of `params.yaml`, parsed."""
 
@@ -134,6 +164,9 @@ class Params:
     training: TrainingParams
     gates: GateParams
     registry: RegistryParams
+    drift: DriftParams
+    retrain: RetrainParams
+    automation: AutomationParams
     raw: Mapping[str, Any]
 
     def section_hash(self, *sections: str) -> str:
@@ -228,6 +261,9 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         training=training,
         gates=_build(GateParams, raw, "gates"),
         registry=_build(RegistryParams, raw, "registry"),
+        drift=_build(DriftParams, raw, "drift"),
+        retrain=_build(RetrainParams, raw, "retrain"),
+        automation=_build(AutomationParams, raw, "automation") if "automation" in raw else AutomationParams(),
         raw=dict(raw),
     )
 

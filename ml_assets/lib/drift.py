@@ -157,6 +157,25 @@ class DriftReport:
         """
         return [asdict(f) for f in self.features]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Return the whole report as JSON-ready data (the inverse of `from_dict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftReport:
+        """Rebuild a report from `to_dict` output (e.g. read back from Dagster metadata).
+
+        Args:
+            data: The dict `to_dict` returned.
+
+        Returns:
+            The report.
+
+        """
+        fields = dict(data)
+        fields["features"] = tuple(FeatureDrift(**f) for f in fields.get("features", ()))
+        return cls(**fields)
+
 
 def population_stability_index(reference: np.ndarray, current: np.ndarray, *, bins: int = 10) -> float:
     """Return the PSI of a numeric feature over quantile bins of the reference.

@@ -20,6 +20,20 @@ def validated_batch_path(validated_dir: Path, batch: str) -> Path:
     return validated_dir / f"{batch}.parquet"
 
 
+def validated_fingerprint(validated_dir: Path) -> str:
+    """Identifies the set of validated batches (names and sizes) without reading them.
+
+    The weekly schedule compares it with the one recorded by the last snapshot to decide whether
+    anything changed.
+    """
+    import hashlib
+
+    entries = (
+        sorted((p.name, p.stat().st_size) for p in validated_dir.glob("*.parquet")) if validated_dir.is_dir() else []
+    )
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:12]
+
+
 def read_landed_batch(path: Path) -> pd.DataFrame:
     """Reads one landed batch, CSV or Parquet.
 
