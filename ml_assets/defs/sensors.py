@@ -107,22 +107,26 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     params = project.params()
     instance = context.instance
     cursor = RetrainCursor.from_json(context.cursor)
-    newest = cursor.after_storage_id
-    for record in _new_materializations(instance, "validated_batch", cursor.after_storage_id):
-        cursor.rows_pending += int(_metadata(record).get("dagster/row_count", 0))
-        cursor.batches_pending.append(record.partition_key or "")
-        newest = max(newest, record.storage_id)
-    for record in _new_materializations(instance, "batch_drift", cursor.after_storage_id):
-        report = _metadata(record).get("report")
-        if isinstance(report, dict) and report.get("drifted"):
-            cursor.drift = report
-        newest = max(newest, record.storage_id)
-    for record in _new_materializations(instance, "live_performance", cursor.after_storage_id):
+    events = sorted(
+        (record.storage_id, asset, record)
+        for asset in ("training_snapshot", "validated_batch", "batch_drift", "live_performance")
+        for record in _new_materializations(instance, asset, cursor.after_storage_id)
+    )
+    for storage_id, asset, record in events:  # in the order they happened
         metadata = _metadata(record)
-        if metadata.get("degraded"):
+        if asset == "training_snapshot":  # any training run (also a manual one) consumes what is pending
+            cursor.rows_pending, cursor.batches_pending, cursor.performance = 0, [], None
+            if not (cursor.drift or {}).get("drifted"):
+                cursor.drift = None
+        elif asset == "validated_batch":
+            cursor.rows_pending += int(metadata.get("dagster/row_count", 0))
+            cursor.batches_pending.append(record.partition_key or "")
+        elif asset == "batch_drift" and isinstance(metadata.get("report"), dict):
+            if metadata["report"].get("drifted") or not (cursor.drift or {}).get("drifted"):
+                cursor.drift = metadata["report"]  # a drift signal stays until a retrain handles it
+        elif asset == "live_performance" and metadata.get("degraded"):
             cursor.performance = metadata
-        newest = max(newest, record.storage_id)
-    cursor.after_storage_id = newest
+        cursor.after_storage_id = max(cursor.after_storage_id, storage_id)
 
     busy = instance.get_run_records(
         dg.RunsFilter(
@@ -170,12 +174,9 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
         run_key=f"retrain:{cursor.after_storage_id}",
         tags={TRIGGER_TAG: str(decision.reason), "ml_assets/trigger_detail": decision.detail[:400]},
     )
-    # This run trains on everything pending; a drift still in cooldown stays pending.
-    if decision.reason == "drift" or cursor.last_drift_retrain_at is None:
-        cursor.drift = None
+    cursor.rows_pending, cursor.batches_pending, cursor.performance = 0, [], None  # the run takes them all
     if decision.reason == "drift":
-        cursor.last_drift_retrain_at = now.isoformat()
-    cursor.rows_pending, cursor.performance, cursor.batches_pending = 0, None, []
+        cursor.drift, cursor.last_drift_retrain_at = None, now.isoformat()
     return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
 
