@@ -35,9 +35,9 @@ $(UV):
 	$(UV) sync --locked --python $(PYTHON)
 	@touch $@
 
-$(DAGSTER_HOME)/dagster.yaml:
+$(DAGSTER_HOME)/dagster.yaml:  # first use only: never overwrite an instance's own config
 	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\n' > $@
+	cp dagster.yaml $@
 
 install: .venv/.installed $(DAGSTER_HOME)/dagster.yaml ## Install the locked dependencies into .venv
 

@@ -86,9 +86,13 @@ def train_candidate(
         A Pipeline `preprocess -> model` that predicts from raw feature columns.
     """
     from sklearn.pipeline import Pipeline
+    from threadpoolctl import threadpool_limits
 
     estimator = build_estimator(spec, seed=seed)
-    estimator.fit(preprocessor.transform(train[list(features.features)]), train[features.target])
+    # One thread per fit: candidates already run in parallel processes, and OpenMP threads of
+    # several processes spinning on two cores slow a fit down by orders of magnitude.
+    with threadpool_limits(limits=1):
+        estimator.fit(preprocessor.transform(train[list(features.features)]), train[features.target])
     return Pipeline([("preprocess", preprocessor), ("model", estimator)])
 
 
