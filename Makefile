@@ -22,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help install dev run test test-fast lint format bench demo-data mlflow-ui clean
+.PHONY: help install dev run reproduce test test-fast lint format bench demo-data mlflow-ui clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,10 @@ dev: install ## Open the Dagster UI with the graph, checks and sensors (demo dat
 
 run: install ## Materialize the whole graph headless and print the champion
 	$(BIN)/python -m ml_assets.cli run
+
+reproduce: install ## Retrain a registered version from its DVC data and params (VERSION=N)
+	@test -n "$(VERSION)" || { echo "usage: make reproduce VERSION=N"; exit 2; }
+	$(BIN)/python -m ml_assets.cli reproduce --version $(VERSION)
 
 test: install ## Run the whole test suite
 	$(BIN)/pytest

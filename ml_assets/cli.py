@@ -112,10 +112,48 @@ def run(root: Path) -> int:
     return 0 if not failed_checks else 2
 
 
+def reproduce(root: Path, version: str) -> int:
+    """Retrains a registered version from its recorded data version and params; compares the metrics."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from ml_assets.lib.config import parse_params
+    from ml_assets.lib.dvc_store import DvcStore
+    from ml_assets.lib.landing import file_md5
+    from ml_assets.lib.reproduce import compare_metrics, retrain
+
+    locations = resolve_locations(os.environ, root=str(root))
+    client = MlflowClient(tracking_uri=locations.mlflow_tracking_uri, registry_uri=locations.mlflow_tracking_uri)
+    name = load_params(root / "params.yaml").registry.model_name
+    model_version = client.get_model_version(name, version)
+    md5, run_id = model_version.tags["dvc.snapshot_md5"], model_version.run_id
+    mlflow.set_tracking_uri(locations.mlflow_tracking_uri)
+    params = parse_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/params.json"))
+    store = DvcStore(root=root, remote_url=locations.dvc_remote)
+    store.ensure_ready()
+    path = store.materialize_md5(md5, root / "data" / "reproduce" / f"{md5}.parquet")
+    read_back = file_md5(path)
+    print(f"{name} v{version}: candidate `{model_version.tags['candidate']}`, data {md5} (read back {read_back})")
+    if read_back != md5:
+        print(f"data version mismatch: expected {md5}, got {read_back}", file=sys.stderr)
+        return 1
+    import pandas as pd
+
+    reproduction = retrain(pd.read_parquet(path), params, candidate=model_version.tags["candidate"])
+    recorded = {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("test_")}
+    comparison = compare_metrics(recorded, reproduction.metrics)
+    print(f"  {'metric':<10} {'recorded':>20} {'reproduced':>20}")
+    for metric, was, now in comparison.rows():
+        print(f"  {metric:<10} {was:>20.16f} {now:>20.16f}{'' if was == now else '  DIFFERENT'}")
+    print("metrics match exactly" if comparison.identical else "metrics DIFFER: the code or environment changed")
+    return 0 if comparison.identical else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m ml_assets.cli", description=__doc__)
-    parser.add_argument("command", choices=["prepare", "run"])
+    parser.add_argument("command", choices=["prepare", "run", "reproduce"])
+    parser.add_argument("--version", help="with `reproduce`: the registered model version")
     args = parser.parse_args(argv)
     for category in (dg.PreviewWarning, dg.BetaWarning):
         warnings.filterwarnings("ignore", category=category)
@@ -123,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "prepare":
         prepare(root, load_params(root / "params.yaml"))
         return 0
+    if args.command == "reproduce":
+        if not args.version:
+            parser.error("reproduce needs --version N (make reproduce VERSION=N)")
+        return reproduce(root, args.version)
     return run(root)
 
 

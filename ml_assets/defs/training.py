@@ -91,6 +91,7 @@ def _train_or_reuse(
             "code_version": TRAINING_CODE_VERSION,
         },
         input_example=split.train[list(data.spec.features)].head(5),
+        params_document=params.raw,
     )
     return CandidateModel(
         name=name,

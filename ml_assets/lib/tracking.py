@@ -78,6 +78,7 @@ def log_sklearn_model(
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
     input_example: pd.DataFrame,
+    params_document: Mapping[str, Any] | None = None,
 ) -> LoggedModel:
     """Logs one trained model as a new MLflow run with params, metrics, signature and input example.
 
@@ -90,6 +91,8 @@ def log_sklearn_model(
         metrics: Validation metrics.
         tags: Tags, lineage included (fingerprint, DVC md5, Dagster run id, ...).
         input_example: A few raw feature rows; the signature is inferred from them.
+        params_document: The whole `params.yaml` in force, saved as the run's `params.json`
+            artifact so the model can be reproduced.
 
     Returns:
         The run id and the model URI.
@@ -105,6 +108,8 @@ def log_sklearn_model(
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(dict(metrics))
+        if params_document is not None:
+            mlflow.log_dict(dict(params_document), "params.json")
         info = mlflow.sklearn.log_model(
             model,
             name="model",
