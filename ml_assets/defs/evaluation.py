@@ -5,6 +5,7 @@ the same DVC-pinned holdout.
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -70,8 +71,6 @@ def model_evaluation(
         metrics=_metric_entities({f"test_{k}": v for k, v in evaluation.metrics.scalars().items()}),
     )
     context.log.info(f"`{trained_model.name}` on {evaluation.metrics.n_rows} holdout rows; {evaluation.champion_note}")
-    matrix = evaluation.metrics.confusion_matrix
-    labels = [str(c) for c in evaluation.metrics.classes]
     return dg.Output(
         evaluation,
         metadata={
@@ -81,18 +80,32 @@ def model_evaluation(
             "champion": evaluation.champion_note,
             "p95_latency_ms": round(evaluation.latency.p95_ms, 3),
             "holdout_dvc_md5": dataset_split.holdout_md5,
-            "confusion_matrix": dg.MetadataValue.md(
-                "| true \\ predicted | "
-                + " | ".join(labels)
-                + " |\n|---|"
-                + "---|" * len(labels)
-                + "\n"
-                + "\n".join(
-                    f"| **{labels[i]}** | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(matrix)
-                )
-            ),
+            **_plots(trained_model, dataset_split, evaluation, seed=params.split.seed),
         },
     )
+
+
+def _plots(
+    trained: CandidateModel, data: features_lib.TrainingData, evaluation: CandidateEvaluation, *, seed: int
+) -> dict[str, Any]:
+    """Confusion matrix, ROC and precision-recall curves, and permutation importances, as images."""
+    from ml_assets.lib import plots
+
+    holdout = data.split.test
+    features = list(data.spec.features)
+    labels = [str(c) for c in evaluation.metrics.classes]
+    images = {
+        "confusion_matrix": plots.confusion_matrix_png(evaluation.metrics.confusion_matrix, labels=labels),
+    }
+    importances = plots.permutation_importances(
+        trained.model, holdout, holdout[data.spec.target], features=features, seed=seed
+    )
+    images["feature_importance"] = plots.feature_importance_png(importances, title="Permutation importance (holdout)")
+    if len(labels) == 2:
+        scores = trained.model.predict_proba(holdout[features])[:, 1]
+        positive = evaluation.metrics.classes[1]
+        images["roc_pr_curves"] = plots.roc_pr_curves_png(holdout[data.spec.target], scores, positive=positive)
+    return {name: dg.MetadataValue.md(plots.as_markdown_image(png, alt=name)) for name, png in images.items()}
 
 
 def _metric_entities(values: dict[str, float]) -> list:

@@ -48,6 +48,11 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
         )
     frame = snapshot_lib.read_landed_batch(path)
     md5 = file_md5(path)
+    null_share = {str(c): float(v) for c, v in frame.isna().mean().items()}
+    target = project.params().data.target
+    balance = (
+        {str(k): float(v) for k, v in frame[target].value_counts(normalize=True).items()} if target in frame else {}
+    )
     return dg.Output(
         frame,
         data_version=dg.DataVersion(md5),
@@ -58,9 +63,19 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
             ),
-            "null_share": dg.MetadataValue.json({str(c): round(float(v), 4) for c, v in frame.isna().mean().items()}),
+            "null_share": dg.MetadataValue.json({c: round(v, 4) for c, v in null_share.items()}),
+            "class_balance": dg.MetadataValue.json({c: round(v, 4) for c, v in balance.items()}),
+            "profile": _profile(null_share, balance, batch=context.partition_key),
         },
     )
+
+
+def _profile(null_share: dict[str, float], balance: dict[str, float], *, batch: str) -> dg.MetadataValue:
+    """Null share per column and class balance, as a chart."""
+    from ml_assets.lib import plots
+
+    png = plots.batch_profile_png(null_share, balance or {"(no target)": 1.0}, title=f"Batch `{batch}`")
+    return dg.MetadataValue.md(plots.as_markdown_image(png, alt="batch profile"))
 
 
 @dg.multi_asset_check(

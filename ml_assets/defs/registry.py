@@ -4,6 +4,8 @@ A model that passed every gate becomes a registered version (alias `challenger`)
 from the registry, and only then takes the `champion` alias.
 """
 
+from typing import Any
+
 import dagster as dg
 
 from ml_assets.defs.resources import MlflowResource, ProjectResource
@@ -130,6 +132,7 @@ def champion_model(
     return dg.Output(
         registered_model,
         metadata={
+            "metrics_by_version": _metric_history(client, name),
             "model_name": name,
             "champion_version": int(registered_model),
             "previous_champion_version": int(previous) if previous else None,
@@ -138,3 +141,17 @@ def champion_model(
             "model_version": dg.MetadataValue.url(mlflow.version_url(name, registered_model)),
         },
     )
+
+
+def _metric_history(client: Any, name: str) -> dg.MetadataValue:
+    """Holdout metrics of every registered version, as a chart."""
+    from ml_assets.lib import plots
+
+    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    metrics = ("roc_auc", "f1", "accuracy")
+    history = [
+        {"version": f"v{v.version}", **{m: float(v.tags[f"test_{m}"]) for m in metrics if f"test_{m}" in v.tags}}
+        for v in versions
+    ]
+    png = plots.metric_history_png(history, metrics=metrics, title=f"`{name}`: holdout metrics by version")
+    return dg.MetadataValue.md(plots.as_markdown_image(png, alt="metrics by version"))
