@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 from ml_assets.lib import gates
@@ -30,7 +31,7 @@ MODEL_GATES = (
     group_name="evaluation",
     kinds={"sklearn", "mlflow"},
     owners=["team:ml-platform"],
-    code_version="1",
+    code_version=CODE_VERSIONS["model_evaluation"],
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
 )
 def model_evaluation(

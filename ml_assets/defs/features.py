@@ -7,6 +7,7 @@ part only.
 import dagster as dg
 import pandas as pd
 
+from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import features as features_lib
 
@@ -15,7 +16,7 @@ from ml_assets.lib import features as features_lib
     group_name="features",
     kinds={"pandas", "dvc"},
     owners=["team:ml-platform"],
-    code_version="1",
+    code_version=CODE_VERSIONS["dataset_split"],
     retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
 def dataset_split(
@@ -113,7 +114,7 @@ def no_target_leakage(project: ProjectResource, dataset_split: features_lib.Trai
     group_name="features",
     kinds={"sklearn"},
     owners=["team:ml-platform"],
-    code_version="1",
+    code_version=CODE_VERSIONS["feature_pipeline"],
 )
 def feature_pipeline(dataset_split: features_lib.TrainingData) -> dg.Output[object]:
     """The preprocessing (impute and scale numbers, impute and one-hot categories), fit on the training part only."""

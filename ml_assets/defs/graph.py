@@ -8,7 +8,7 @@ edit to a threshold applies to the next run; an edit to the shape needs a reload
 import os
 from pathlib import Path
 
-from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.config import Params, load_params, stable_hash
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -21,3 +21,58 @@ def graph_params() -> Params:
 
 
 GRAPH = graph_params()
+
+
+def code_version(base: str, *params: str, upstream: tuple[str, ...] = ()) -> str:
+    """An asset's code version: its code's `base`, the params it reads, and its parents' versions.
+
+    Editing one of those params in `params.yaml` (and reloading the code location) changes the
+    code version of the asset and of everything downstream of it, so Dagster marks exactly those
+    assets stale; the others stay fresh.
+
+    Args:
+        base: The version of the asset's code (bump it when the code changes results).
+        *params: Dotted paths into `params.yaml`, e.g. `split` or `data.target`.
+        upstream: The code versions of the asset's parents.
+
+    Returns:
+        For example `1-3f2a9c01b7de`, or just `base` when nothing else is given.
+    """
+    values: dict[str, object] = {}
+    for path in params:
+        node: object = GRAPH.raw
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        values[path] = node
+    if not values and not upstream:
+        return base
+    return f"{base}-{stable_hash({'params': values, 'upstream': sorted(upstream)})}"
+
+
+TRAINING_CODE_VERSION = "1"
+"""Bump when a change to lib/training.py or lib/features.py changes the weights a run produces."""
+
+
+def _graph_code_versions() -> dict[str, str]:
+    versions = {"dataset_split": code_version("1", "split", "data.target", "data.id_columns", "data.feature_types")}
+    versions["feature_pipeline"] = code_version("1", upstream=(versions["dataset_split"],))
+    for spec in GRAPH.training.candidates:
+        versions[f"candidate_{spec.name}"] = code_version(
+            TRAINING_CODE_VERSION, f"training.candidates.{spec.name}", upstream=(versions["feature_pipeline"],)
+        )
+    candidates = tuple(versions[f"candidate_{spec.name}"] for spec in GRAPH.training.candidates)
+    versions["trained_model"] = code_version(TRAINING_CODE_VERSION, "training.selection_metric", upstream=candidates)
+    versions["model_evaluation"] = code_version(
+        "1",
+        "gates.bootstrap_samples",
+        "gates.confidence",
+        "gates.latency_samples",
+        upstream=(versions["trained_model"],),
+    )
+    versions["registered_model"] = code_version("1", "registry", upstream=(versions["model_evaluation"],))
+    versions["champion_model"] = code_version("1", upstream=(versions["registered_model"],))
+    return versions
+
+
+CODE_VERSIONS = _graph_code_versions()
+"""Code versions of the training side of the graph, parents first (see `code_version`)."""

@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.defs.ingestion import landing_batches, validated_batch
+from ml_assets.defs.graph import code_version
 from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 
@@ -26,7 +27,7 @@ def _champion_reference(project: ProjectResource, md5: str) -> pd.DataFrame:
     group_name="monitoring",
     kinds={"pandas", "dvc"},
     owners=["team:ml-platform"],
-    code_version="1",
+    code_version=code_version("1", "drift", "data.feature_types"),
     retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
 def batch_drift(
@@ -94,7 +95,7 @@ def batch_drift(
     group_name="monitoring",
     kinds={"sklearn", "mlflow"},
     owners=["team:ml-platform"],
-    code_version="1",
+    code_version=code_version("1", "retrain.performance_metric", "retrain.min_live_score"),
     retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
 def live_performance(

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 from ml_assets.lib.evaluation import CandidateEvaluation
@@ -18,7 +19,7 @@ from ml_assets.lib.training import CandidateModel
     group_name="registry",
     kinds={"mlflow"},
     owners=["team:ml-platform"],
-    code_version="1",
+    code_version=CODE_VERSIONS["registered_model"],
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
 )
 def registered_model(
@@ -110,7 +111,7 @@ def loads_from_registry_and_matches(
     group_name="registry",
     kinds={"mlflow"},
     owners=["team:ml-platform"],
-    code_version="1",
+    code_version=CODE_VERSIONS["champion_model"],
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
 )
 def champion_model(

@@ -6,13 +6,10 @@ the best on the validation part becomes the trained model.
 
 import dagster as dg
 
-from ml_assets.defs.graph import GRAPH
+from ml_assets.defs.graph import CODE_VERSIONS, GRAPH, TRAINING_CODE_VERSION
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 from ml_assets.lib.training import CandidateModel, pick_best
-
-TRAINING_CODE_VERSION = "1"
-"""Bump when a change to lib/training.py or lib/features.py changes the weights a run produces."""
 
 
 def _train_or_reuse(
@@ -112,7 +109,7 @@ def build_candidate_asset(name: str, estimator: str) -> dg.AssetsDefinition:
         group_name="training",
         kinds={"sklearn", "mlflow"},
         owners=["team:ml-platform"],
-        code_version=TRAINING_CODE_VERSION,
+        code_version=CODE_VERSIONS[f"candidate_{name}"],
         description=(
             f"Candidate `{name}` ({estimator}) trained on the training part behind the shared "
             "preprocessing and logged as an MLflow run with its signature and input example."
@@ -154,7 +151,7 @@ candidate_assets = [build_candidate_asset(spec.name, spec.estimator) for spec in
     group_name="training",
     kinds={"sklearn", "mlflow"},
     owners=["team:ml-platform"],
-    code_version=TRAINING_CODE_VERSION,
+    code_version=CODE_VERSIONS["trained_model"],
 )
 def trained_model(
     context: dg.AssetExecutionContext, project: ProjectResource, **candidates: CandidateModel

@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ml_assets.definitions import defs
 from ml_assets_tests.conftest import Project
+from ml_assets_tests.defs.test_staleness import TRAINING_SIDE
 from ml_assets_tests.e2e.harness import dagster_dev, wait_for
 
 pytestmark = pytest.mark.slow
 
 INGEST, TRAIN = "ingest_batch_job", "training_job"
+
+
+def graphql(url: str, query: str) -> dict[str, Any]:
+    """Asks the webserver's GraphQL API (what the UI itself uses)."""
+    body = json.dumps({"query": query}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+ASSETS = (
+    "{ assetNodes { assetKey { path } staleStatus assetChecksOrError { ... on AssetChecks { checks { name } } } } }"
+)
+LOCATIONS = (
+    "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { ... on RepositoryLocation"
+    " { repositories { sensors { name sensorState { status } } schedules { name scheduleState { status } } } } } } } } }"
+)
 
 
 def registered_versions(project: Project) -> list[str]:
@@ -32,6 +56,21 @@ def test_sensors_validate_new_batches_and_retrain_only_when_needed(project: Proj
     project.edit_params(fast)
     batches = project.land(batches=3, rows=400)
     with dagster_dev(project, tmp_path / "home") as dev:
+        # 0. the UI serves every asset and check, and the sensors and schedule are on
+        nodes = graphql(dev.url, ASSETS)["assetNodes"]
+        served = {
+            "/".join(n["assetKey"]["path"]): {c["name"] for c in n["assetChecksOrError"]["checks"]} for n in nodes
+        }
+        graph = defs.resolve_asset_graph()
+        assert set(served) == {k.to_user_string() for k in graph.get_all_asset_keys()}
+        checks = {spec.name for c in defs.asset_checks or [] for spec in c.check_specs}
+        assert set().union(*served.values()) == checks
+        [location] = graphql(dev.url, LOCATIONS)["workspaceOrError"]["locationEntries"]
+        [repository] = location["locationOrLoadError"]["repositories"]
+        running = {s["name"] for s in repository["sensors"] if s["sensorState"]["status"] == "RUNNING"}
+        assert {"landing_sensor", "retrain_sensor", "alert_on_run_failure"} <= running
+        assert repository["schedules"][0]["scheduleState"]["status"] == "RUNNING"
+
         # 1. landed batches -> validated -> the first model, registered and promoted, with no button pressed
         first = wait_for(
             "the first training run to finish",
@@ -62,3 +101,13 @@ def test_sensors_validate_new_batches_and_retrain_only_when_needed(project: Proj
         )
         assert drift[0].is_success, dev.log.read_text()[-3000:]
         assert small.name in dev.instance.get_dynamic_partitions("landing_batches")
+
+        # 5. editing a param and reloading the code location makes exactly the descendants stale
+        project.edit_params(lambda raw: raw["split"].update(seed=7))
+        reload = (
+            f'mutation {{ reloadRepositoryLocation(repositoryLocationName: "{location["name"]}") {{ __typename }} }}'
+        )
+        assert graphql(dev.url, reload)["reloadRepositoryLocation"]["__typename"] == "WorkspaceLocationEntry"
+        status = {"/".join(n["assetKey"]["path"]): n["staleStatus"] for n in graphql(dev.url, ASSETS)["assetNodes"]}
+        assert {name: status[name] for name in TRAINING_SIDE} == dict.fromkeys(TRAINING_SIDE, "STALE")
+        assert status["training_snapshot"] == "FRESH"
