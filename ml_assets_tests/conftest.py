@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 import pytest
@@ -78,31 +82,89 @@ class Project:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
 
-@pytest.fixture
-def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
-    """A project root in a temp folder: repo params (smaller models), dvc.yaml, the GX suite, empty stores."""
-    root = tmp_path / "project"
+def _new_project_files(base: Path, mlflow_template: Path) -> None:
+    """Lays out a project root: repo params (smaller models), dvc.yaml, the GX suite, an empty MLflow store."""
+    root = base / "project"
     root.mkdir()
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "gx", root / "gx")
     (root / ".mlflow").mkdir()
     shutil.copy(mlflow_template, root / ".mlflow" / "mlflow.db")
-    remote = tmp_path / "dvc_remote"
+    (base / "dagster_home").mkdir()
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    candidates = raw["training"]["candidates"]
+    candidates["random_forest"]["params"]["n_estimators"] = 40
+    candidates["hist_gradient_boosting"]["params"]["max_iter"] = 60
+    raw["gates"]["bootstrap_samples"] = 200
+    raw["gates"]["latency_samples"] = 50
+    raw["gates"]["max_p95_latency_ms"] = 1000.0  # the gate is unit-tested; a busy CI machine must not flip it
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@contextmanager
+def _open_project(base: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """Points the environment at the project under `base` and opens its Dagster instance."""
+    root, remote = base / "project", base / "dvc_remote"
     monkeypatch.setenv("ML_ASSETS_ROOT", str(root))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / '.mlflow' / 'mlflow.db'}")
     monkeypatch.setenv("ML_ASSETS_DVC_REMOTE", str(remote))
     monkeypatch.setenv("GX_ANALYTICS_ENABLED", "false")
-    (tmp_path / "dagster_home").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
-        project = Project(root=root, dvc_remote=remote, instance=instance)
+    with dg.instance_for_test(temp_dir=str(base / "dagster_home")) as instance:
+        yield Project(root=root, dvc_remote=remote, instance=instance)
 
-        def shrink(raw: dict[str, Any]) -> None:
-            candidates = raw["training"]["candidates"]
-            candidates["random_forest"]["params"]["n_estimators"] = 40
-            candidates["hist_gradient_boosting"]["params"]["max_iter"] = 60
-            raw["gates"]["bootstrap_samples"] = 200
-            raw["gates"]["latency_samples"] = 50
 
-        project.edit_params(shrink)
+@pytest.fixture
+def project(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """A project in a temp folder with empty stores (Dagster, MLflow, DVC remote) and no data."""
+    _new_project_files(tmp_path, mlflow_template)
+    with _open_project(tmp_path, monkeypatch) as project:
         yield project
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> Path:
+    """Built once: three validated batches and a promoted champion v1 (copied for each test)."""
+    from ml_assets_tests.graph import failed_checks, ingest, train
+
+    base = tmp_path_factory.mktemp("trained_template")
+    _new_project_files(base, mlflow_template)
+    with pytest.MonkeyPatch.context() as monkeypatch, _open_project(base, monkeypatch) as project:
+        names = [p.name for p in project.land(batches=3, rows=400)]
+        results = ingest(project, *names)
+        assert all(r.success for r in results.values()), {n: failed_checks(r) for n, r in results.items()}
+        result = train(project)
+        assert result.success, failed_checks(result)
+    return base
+
+
+@pytest.fixture
+def trained(tmp_path: Path, trained_template: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """A project whose first three batches were validated and whose first champion was promoted."""
+    shutil.copytree(trained_template, tmp_path, dirs_exist_ok=True, symlinks=True)
+    with _open_project(tmp_path, monkeypatch) as project:
+        yield project
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Recorder.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict]]]:
+    """A webhook receiver on 127.0.0.1 that records every JSON body POSTed to it."""
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    _Recorder.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", _Recorder.received
+    server.shutdown()

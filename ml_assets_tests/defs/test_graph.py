@@ -12,17 +12,6 @@ from ml_assets_tests.graph import failed_checks, ingest, materialized, train
 MODEL = "churn_classifier"
 
 
-@pytest.fixture
-def trained(project: Project) -> Project:
-    """A project whose first three batches were validated and whose first champion was promoted."""
-    names = [p.name for p in project.land(batches=3, rows=400)]
-    results = ingest(project, *names)
-    assert all(r.success for r in results.values()), {n: failed_checks(r) for n, r in results.items()}
-    result = train(project)
-    assert result.success, failed_checks(result)
-    return project
-
-
 def champion(project: Project):
     return tracking.alias_version(project.mlflow_client(), MODEL, tracking.CHAMPION)
 

@@ -7,8 +7,8 @@ import pandas as pd
 from ml_assets.defs.sensors import retrain_sensor
 from ml_assets.lib import tracking
 from ml_assets_tests.conftest import Project
-from ml_assets_tests.defs.test_graph import MODEL, trained  # noqa: F401 - fixture
-from ml_assets_tests.defs.test_sensors import tick, webhook  # noqa: F401 - fixture
+from ml_assets_tests.defs.test_graph import MODEL
+from ml_assets_tests.defs.test_sensors import tick
 from ml_assets_tests.graph import failed_checks, ingest, train
 
 
@@ -17,7 +17,7 @@ def output_metadata(result, asset: str) -> dict:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def test_degraded_champion_rolls_back_alerts_and_retrains(trained: Project, webhook):  # noqa: F811
+def test_degraded_champion_rolls_back_alerts_and_retrains(trained: Project, webhook):
     url, received = webhook
     trained.webhook_url = url
     original = (trained.root / "params.yaml").read_text()
@@ -57,7 +57,7 @@ def test_degraded_champion_rolls_back_alerts_and_retrains(trained: Project, webh
     assert request.tags["ml_assets/trigger"] == "performance"
 
 
-def test_healthy_champion_is_left_alone(trained: Project):  # noqa: F811
+def test_healthy_champion_is_left_alone(trained: Project):
     [labelled] = trained.land(batches=1, rows=400, seed=42, start="2027-05-02")
     result = ingest(trained, labelled.name)[labelled.name]
     live = output_metadata(result, "live_performance")

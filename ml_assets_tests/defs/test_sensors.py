@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import dagster as dg
-import pytest
 
 from ml_assets.defs.sensors import alert_on_run_failure, landing_sensor, retrain_sensor, weekly_retrain
 from ml_assets_tests.conftest import Project
-from ml_assets_tests.defs.test_graph import trained  # noqa: F401 - fixture
-from ml_assets_tests.graph import ingest, train
+from ml_assets_tests.graph import ingest
 
 
 def tick(sensor, project: Project, cursor: str | None = None) -> dg.SensorResult:
@@ -68,7 +63,7 @@ def test_retrain_sensor_trains_first_model_when_batches_settle(project: Project)
     assert tick(retrain_sensor, project, cursor=result.cursor).run_requests == []  # same events: nothing new
 
 
-def test_retrain_sensor_on_small_stationary_batch_and_on_drift(trained: Project):  # noqa: F811
+def test_retrain_sensor_on_small_stationary_batch_and_on_drift(trained: Project):
     settled = tick(retrain_sensor, trained)  # read the history: the first retrain request
     [stationary] = trained.land(batches=1, rows=300, seed=21, start="2027-03-01")
     ingest(trained, stationary.name)
@@ -89,36 +84,13 @@ def test_retrain_sensor_on_small_stationary_batch_and_on_drift(trained: Project)
     assert cooling.run_requests == [] and "cooldown" in skipped(cooling)
 
 
-def test_weekly_schedule_retrains_only_when_data_changed(trained: Project):  # noqa: F811
+def test_weekly_schedule_retrains_only_when_data_changed(trained: Project):
     context = dg.build_schedule_context(instance=trained.instance, resources=trained.resources())
     assert isinstance(weekly_retrain(context), dg.SkipReason)
     [batch] = trained.land(batches=1, rows=200, seed=31, start="2027-04-01")
     ingest(trained, batch.name)
     request = weekly_retrain(dg.build_schedule_context(instance=trained.instance, resources=trained.resources()))
     assert isinstance(request, dg.RunRequest) and request.tags["ml_assets/trigger"] == "schedule"
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 - the stdlib's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Recorder.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = HTTPServer(("127.0.0.1", 0), _Recorder)
-    _Recorder.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", _Recorder.received
-    server.shutdown()
 
 
 def test_failed_gate_run_raises_an_alert_to_the_webhook(project: Project, webhook):

@@ -12,7 +12,7 @@ import pytest
 
 from ml_assets import cli
 from ml_assets_tests.conftest import Project
-from ml_assets_tests.defs.test_graph import MODEL, trained  # noqa: F401 - fixture
+from ml_assets_tests.defs.test_graph import MODEL
 from ml_assets_tests.graph import failed_checks, ingest, train
 
 
@@ -26,7 +26,7 @@ def mlflow_runs(project: Project) -> list:
     return client.search_runs([client.get_experiment_by_name("ml_assets").experiment_id])
 
 
-def test_unchanged_data_and_code_train_and_register_nothing(trained: Project):  # noqa: F811
+def test_unchanged_data_and_code_train_and_register_nothing(trained: Project):
     runs_before = {r.info.run_id for r in mlflow_runs(trained)}
     second = train(trained)
     assert second.success
@@ -49,7 +49,7 @@ def dvc_status(root: Path) -> str:
     return subprocess.run([str(dvc), "status"], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
-def test_dvc_status_tells_the_truth(trained: Project):  # noqa: F811
+def test_dvc_status_tells_the_truth(trained: Project):
     assert "up to date" in dvc_status(trained.root)
     [batch] = trained.land(batches=1, rows=300, seed=51, start="2027-06-01")
     ingest(trained, batch.name)
@@ -58,7 +58,7 @@ def test_dvc_status_tells_the_truth(trained: Project):  # noqa: F811
     assert "up to date" in dvc_status(trained.root)
 
 
-def test_reproduce_the_first_version_after_the_data_changed(trained: Project, capsys: pytest.CaptureFixture):  # noqa: F811
+def test_reproduce_the_first_version_after_the_data_changed(trained: Project, capsys: pytest.CaptureFixture):
     first = trained.mlflow_client().get_model_version(MODEL, "1")
     names = [p.name for p in trained.land(batches=2, rows=400, seed=61, start="2027-07-01")]
     ingest(trained, *names)
