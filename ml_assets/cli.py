@@ -48,16 +48,16 @@ def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landi
     Returns:
         Batch name -> whether all its checks passed.
     """
-    from ml_assets.defs.ingestion import landing_batches
+    from ml_assets.defs.ingestion import LANDING_PARTITIONS
     from ml_assets.lib.landing import file_md5
 
     job = defs.resolve_job_def("ingest_batch_job")
     outcomes: dict[str, bool] = {}
-    known = set(instance.get_dynamic_partitions(landing_batches.name))
+    known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
     for path in landed_files(landing_dir):
         key = path.name
         if key not in known:
-            instance.add_dynamic_partitions(landing_batches.name, [key])
+            instance.add_dynamic_partitions(LANDING_PARTITIONS, [key])
         elif _ingested_version(instance, key) == file_md5(path):
             continue
         result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET)
@@ -115,6 +115,7 @@ def run(root: Path) -> int:
 def reproduce(root: Path, version: str) -> int:
     """Retrains a registered version from its recorded data version and params; compares the metrics."""
     import mlflow
+    import mlflow.artifacts as mlflow_artifacts
     from mlflow import MlflowClient
 
     from ml_assets.lib.config import parse_params
@@ -126,9 +127,9 @@ def reproduce(root: Path, version: str) -> int:
     client = MlflowClient(tracking_uri=locations.mlflow_tracking_uri, registry_uri=locations.mlflow_tracking_uri)
     name = load_params(root / "params.yaml").registry.model_name
     model_version = client.get_model_version(name, version)
-    md5, run_id = model_version.tags["dvc.snapshot_md5"], model_version.run_id
+    md5, run_id = model_version.tags["dvc.snapshot_md5"], str(model_version.run_id)
     mlflow.set_tracking_uri(locations.mlflow_tracking_uri)
-    params = parse_params(mlflow.artifacts.load_dict(f"runs:/{run_id}/params.json"))
+    params = parse_params(mlflow_artifacts.load_dict(f"runs:/{run_id}/params.json"))
     store = DvcStore(root=root, remote_url=locations.dvc_remote)
     store.ensure_ready()
     path = store.materialize_md5(md5, root / "data" / "reproduce" / f"{md5}.parquet")

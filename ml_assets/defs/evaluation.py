@@ -98,14 +98,13 @@ def _plots(
     images = {
         "confusion_matrix": plots.confusion_matrix_png(evaluation.metrics.confusion_matrix, labels=labels),
     }
-    importances = plots.permutation_importances(
-        trained.model, holdout, holdout[data.spec.target], features=features, seed=seed
-    )
+    labels_true = holdout[data.spec.target].to_numpy()
+    importances = plots.permutation_importances(trained.model, holdout, labels_true, features=features, seed=seed)
     images["feature_importance"] = plots.feature_importance_png(importances, title="Permutation importance (holdout)")
     if len(labels) == 2:
         scores = trained.model.predict_proba(holdout[features])[:, 1]
         positive = evaluation.metrics.classes[1]
-        images["roc_pr_curves"] = plots.roc_pr_curves_png(holdout[data.spec.target], scores, positive=positive)
+        images["roc_pr_curves"] = plots.roc_pr_curves_png(labels_true, scores, positive=positive)
     return {name: dg.MetadataValue.md(plots.as_markdown_image(png, alt=name)) for name, png in images.items()}
 
 

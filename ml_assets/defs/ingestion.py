@@ -13,7 +13,8 @@ from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
 from ml_assets.lib.landing import file_md5
 
-landing_batches = dg.DynamicPartitionsDefinition(name="landing_batches")
+LANDING_PARTITIONS = "landing_batches"
+landing_batches = dg.DynamicPartitionsDefinition(name=LANDING_PARTITIONS)
 
 BATCH_CHECKS = (
     "columns_and_dtypes",
@@ -48,10 +49,12 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
         )
     frame = snapshot_lib.read_landed_batch(path)
     md5 = file_md5(path)
-    null_share = {str(c): float(v) for c, v in frame.isna().mean().items()}
+    null_share = {str(c): float(v) for c, v in pd.Series(frame.isna().mean()).items()}
     target = project.params().data.target
     balance = (
-        {str(k): float(v) for k, v in frame[target].value_counts(normalize=True).items()} if target in frame else {}
+        {str(k): float(v) for k, v in pd.Series(frame[target]).value_counts(normalize=True).items()}
+        if target in frame
+        else {}
     )
     return dg.Output(
         frame,

@@ -1,5 +1,7 @@
-"""Monitoring: each validated batch is compared with the champion's training data (drift) and, when
-it carries labels, used to score the champion live (with rollback when it fell below the minimum).
+"""Monitoring: drift of each validated batch, and the champion's live performance on it.
+
+Each validated batch is compared with the champion's training data and, when it carries labels,
+used to score the champion live (with a rollback when it fell below the minimum).
 """
 
 from typing import Any
@@ -7,8 +9,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.graph import code_version
+from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 
@@ -105,7 +107,11 @@ def live_performance(
     alerts: AlertResource,
     landed_batch: pd.DataFrame,
 ) -> dg.Output[dict[str, Any]]:
-    """The champion's score on this batch's labels; below the minimum it alerts and rolls back when the previous version does better."""
+    """The champion's score on this batch's labels, with an alert and a rollback when it falls below the minimum.
+
+    The rollback moves `champion` back to `previous_champion` only when that version scores
+    better on the same batch.
+    """
     from ml_assets.lib import tracking
     from ml_assets.lib.evaluation import score_model
     from ml_assets.lib.retrain import evaluate_live_performance

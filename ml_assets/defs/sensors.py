@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 
 from ml_assets.defs.graph import GRAPH
-from ml_assets.defs.ingestion import landing_batches
+from ml_assets.defs.ingestion import LANDING_PARTITIONS, landing_batches
 from ml_assets.defs.jobs import TRIGGER_TAG, ingest_batch_job, training_job
 from ml_assets.defs.resources import AlertResource, ProjectResource
 from ml_assets.lib.alerts import Alert
@@ -42,7 +42,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     new, state = scan(
         list_landing(landing), LandingState.from_json(context.cursor), hash_file=lambda name: file_md5(landing / name)
     )
-    known = set(context.instance.get_dynamic_partitions(landing_batches.name))
+    known = set(context.instance.get_dynamic_partitions(LANDING_PARTITIONS))
     to_add = [batch.name for batch in new if batch.name not in known]
     return dg.SensorResult(
         run_requests=[
@@ -187,7 +187,7 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     execution_timezone="UTC",
 )
 def weekly_retrain(context: dg.ScheduleEvaluationContext, project: ProjectResource) -> dg.RunRequest | dg.SkipReason:
-    """Retrains on the cron in params.yaml (`retrain.schedule`) when the validated data changed since the last snapshot."""
+    """Retrains on the cron in params.yaml (`retrain.schedule`) if the validated data changed since the snapshot."""
     now = validated_fingerprint(project.path(project.params().data.validated_dir))
     last = context.instance.get_latest_materialization_event(dg.AssetKey("training_snapshot"))
     recorded = None

@@ -87,7 +87,7 @@ def _train_or_reuse(
             "params_hash": params.section_hash(),
             "code_version": TRAINING_CODE_VERSION,
         },
-        input_example=split.train[list(data.spec.features)].head(5),
+        input_example=split.train.loc[:, list(data.spec.features)].head(5),
         params_document=params.raw,
     )
     return CandidateModel(

@@ -49,8 +49,9 @@ class DvcStore:
         if "://" not in url and not Path(url).is_absolute():
             url = str((self.root / url).resolve())
         with chdir(self.root), Repo(str(self.root)) as repo, repo.config.edit("local") as config:
-            config.setdefault("remote", {})[REMOTE_NAME] = {"url": url}
-            config.setdefault("core", {})["remote"] = REMOTE_NAME
+            settings: dict = config  # type: ignore[assignment] - DVC's config is a plain dict
+            settings.setdefault("remote", {})[REMOTE_NAME] = {"url": url}
+            settings.setdefault("core", {})["remote"] = REMOTE_NAME
 
     def commit_stage(self, stage: str) -> dict[str, str]:
         """Records a stage's current outputs in `dvc.lock` and the cache.

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+Labels = Sequence[Any] | np.ndarray | pd.Series
+"""True labels or predictions: a list, an array or a pandas Series."""
+
 
 @dataclass(frozen=True)
 class ClassificationMetrics:
@@ -41,9 +44,7 @@ class ClassificationMetrics:
         return {k: v for k, v in asdict(self).items() if isinstance(v, float)}
 
 
-def classification_metrics(
-    y_true: Sequence[Any], proba: np.ndarray, *, classes: Sequence[Any]
-) -> ClassificationMetrics:
+def classification_metrics(y_true: Labels, proba: np.ndarray, *, classes: Sequence[Any]) -> ClassificationMetrics:
     """Computes accuracy, F1, ROC AUC, log loss and the confusion matrix.
 
     Binary problems use the F1 of the last class (the positive one) and the ROC AUC of its
@@ -64,10 +65,10 @@ def classification_metrics(
     predicted = labels[np.argmax(proba, axis=1)]
     binary = len(labels) == 2
     if binary:
-        f1 = f1_score(y, predicted, pos_label=labels[1], zero_division=0)
+        f1 = f1_score(y, predicted, pos_label=labels[1], zero_division=0.0)
         auc = roc_auc_score(y == labels[1], proba[:, 1]) if len(np.unique(y)) > 1 else float("nan")
     else:
-        f1 = f1_score(y, predicted, average="macro", labels=labels, zero_division=0)
+        f1 = f1_score(y, predicted, average="macro", labels=labels, zero_division=0.0)
         auc = roc_auc_score(y, proba, multi_class="ovr", labels=labels) if len(np.unique(y)) > 1 else float("nan")
     matrix = confusion_matrix(y, predicted, labels=labels)
     return ClassificationMetrics(
@@ -93,7 +94,7 @@ def score_model(model: Any, df: pd.DataFrame, *, features: Sequence[str], target
     Returns:
         The metrics.
     """
-    proba = model.predict_proba(df[list(features)])
+    proba = np.asarray(model.predict_proba(df.loc[:, list(features)]))
     return classification_metrics(df[target], proba, classes=list(model.classes_))
 
 
@@ -122,7 +123,7 @@ def _binary_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def bootstrap_auc_difference(
-    y_true: Sequence[Any],
+    y_true: Labels,
     score_a: np.ndarray,
     score_b: np.ndarray,
     *,
@@ -206,11 +207,11 @@ def measure_latency(model: Any, rows: pd.DataFrame, *, samples: int) -> LatencyS
     )
 
 
-def prediction_shares(predictions: Sequence[Any], *, classes: Sequence[Any]) -> dict[str, float]:
+def prediction_shares(predictions: Labels, *, classes: Sequence[Any]) -> dict[str, float]:
     """Returns the share of predictions that went to each class (0 for a class never predicted)."""
     values = pd.Series(predictions)
     counts = values.value_counts(normalize=True)
-    return {str(c): float(counts.get(c, 0.0)) for c in classes}
+    return {str(c): float(counts.get(c, 0.0) or 0.0) for c in classes}
 
 
 @dataclass(frozen=True)
@@ -263,12 +264,12 @@ def evaluate_candidate(
     from sklearn.dummy import DummyClassifier
 
     columns = list(features)
-    x_holdout, y_holdout = holdout[columns], holdout[target]
+    x_holdout, y_holdout = holdout.loc[:, columns], holdout[target]
     proba = model.predict_proba(x_holdout)
     classes = list(model.classes_)
     metrics = classification_metrics(y_holdout, proba, classes=classes)
 
-    dummy = DummyClassifier(strategy="prior").fit(train[columns], train[target])
+    dummy = DummyClassifier(strategy="prior").fit(train.loc[:, columns], train[target])
     baseline = classification_metrics(y_holdout, dummy.predict_proba(x_holdout), classes=list(dummy.classes_))
 
     champion_metrics: ClassificationMetrics | None = None

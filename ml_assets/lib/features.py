@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pandas.util import hash_pandas_object
 
 if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
@@ -102,7 +103,8 @@ def row_keys(df: pd.DataFrame, *, id_columns: Sequence[str] = (), seed: int) -> 
     present = [c for c in id_columns if c in df.columns]
     frame = df[present] if present else df
     hash_key = f"{seed:016d}"[-16:]
-    return pd.util.hash_pandas_object(frame, index=False, hash_key=hash_key).to_numpy(dtype=np.uint64)
+    hashes = hash_pandas_object(frame, index=False, hash_key=hash_key)
+    return np.asarray(hashes, dtype=np.uint64)
 
 
 def split_dataset(
@@ -145,9 +147,9 @@ def split_dataset(
         part[ordered[:n_test]] = 2
         part[ordered[n_test : n_test + n_validation]] = 1
     return DatasetSplit(
-        train=df[part == 0].reset_index(drop=True),
-        validation=df[part == 1].reset_index(drop=True),
-        test=df[part == 2].reset_index(drop=True),
+        train=df.loc[part == 0].reset_index(drop=True),
+        validation=df.loc[part == 1].reset_index(drop=True),
+        test=df.loc[part == 2].reset_index(drop=True),
     )
 
 
@@ -250,11 +252,11 @@ def find_leakage(
         for k in row_keys(part, id_columns=id_columns, seed=seed).tolist()
     )
     suspicious: dict[str, float] = {}
-    y = split.train[spec.target]
+    y = pd.Series(split.train[spec.target])
     if y.nunique() == 2:
         positive = sorted(y.unique())[-1]
         for column in spec.numeric:
-            values = split.train[column]
+            values = pd.Series(split.train[column])
             mask = values.notna()
             if mask.sum() < 10 or y[mask].nunique() < 2:
                 continue

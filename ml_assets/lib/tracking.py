@@ -98,7 +98,7 @@ def log_sklearn_model(
         The run id and the model URI.
     """
     import mlflow
-    import mlflow.sklearn
+    import mlflow.sklearn as mlflow_sklearn
     from mlflow.models import infer_signature
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -110,7 +110,7 @@ def log_sklearn_model(
         mlflow.log_metrics(dict(metrics))
         if params_document is not None:
             mlflow.log_dict(dict(params_document), "params.json")
-        info = mlflow.sklearn.log_model(
+        info = mlflow_sklearn.log_model(
             model,
             name="model",
             signature=signature,
@@ -126,10 +126,10 @@ def log_sklearn_model(
 def load_model(tracking_uri: str, model_uri: str) -> Any:
     """Loads a scikit-learn model from MLflow (`runs:/...`, `models:/name@alias`, `models:/m-...`)."""
     import mlflow
-    import mlflow.sklearn
+    import mlflow.sklearn as mlflow_sklearn
 
     mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.sklearn.load_model(model_uri)
+    return mlflow_sklearn.load_model(model_uri)
 
 
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:

@@ -36,7 +36,8 @@ ASSETS = (
 )
 LOCATIONS = (
     "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { ... on RepositoryLocation"
-    " { repositories { sensors { name sensorState { status } } schedules { name scheduleState { status } } } } } } } } }"
+    " { repositories { sensors { name sensorState { status } }"
+    " schedules { name scheduleState { status } } } } } } } } }"
 )
 
 
