@@ -67,6 +67,9 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+bench: install ## Print speed and memory figures (not pass/fail tests)
+	$(BIN)/python -m benchmarks.run
+
 demo-data: install ## Land one more demo batch (ARGS="--drift 1.0" or "--bad wrong_dtype" ...)
 	$(BIN)/python -m ml_assets.lib.demo_data --landing data/landing $(ARGS)
 

@@ -1,0 +1,1 @@
+"""Speed and memory figures for the project (`make bench`); figures to read, not pass/fail tests."""
