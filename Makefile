@@ -22,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help install dev run reproduce test test-fast lint format bench demo-data mlflow-ui clean
+.PHONY: help install dev run reproduce test test-fast lint format bench demo-data mlflow-ui serve clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ demo-data: install ## Land one more demo batch (ARGS="--drift 1.0" or "--bad wro
 
 mlflow-ui: install ## Open the MLflow UI on the local store (127.0.0.1:5000)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db"
+
+serve: install ## Serve the champion over HTTP (PORT=5001)
+	$(BIN)/python -m ml_assets.serving --host 127.0.0.1 --port $(if $(filter file,$(origin PORT)),5001,$(PORT))
 
 clean: ## Remove the local stores and data (keeps .venv)
 	rm -rf .dagster_home .mlflow .dvc_remote .dvc/cache data/landing data/validated data/snapshot/*.parquet data/holdout/*.parquet data/reports dvc.lock

@@ -8,7 +8,8 @@ TRIGGER_TAG = "ml_assets/trigger"
 
 ingest_batch_job = dg.define_asset_job(
     "ingest_batch_job",
-    selection=dg.AssetSelection.groups("ingestion", "monitoring", "inference") - dg.AssetSelection.assets("training_snapshot"),
+    selection=dg.AssetSelection.groups("ingestion", "monitoring", "inference")
+    - dg.AssetSelection.assets("training_snapshot"),
     partitions_def=landing_batches,
     tags={TRIGGER_TAG: "manual"},
     # One process for the whole batch: its steps are light, and Great Expectations is imported once.

@@ -1,0 +1,64 @@
+"""Batch predictions: each validated batch is scored by the champion, one file per champion version."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ml_assets.lib import tracking
+from ml_assets_tests.conftest import Project
+from ml_assets_tests.defs.test_graph import MODEL
+from ml_assets_tests.defs.test_monitoring import output_metadata
+from ml_assets_tests.graph import ALL_ASSETS, failed_checks, ingest, materialized
+
+
+def test_each_validated_batch_is_scored_by_the_champion(trained: Project):
+    [landed] = trained.land(batches=1, rows=400, seed=23, start="2027-03-01")
+    result = ingest(trained, landed.name)[landed.name]
+    assert result.success, failed_checks(result)
+    batch = pd.read_csv(landed)
+    path = trained.root / "data" / "predictions" / f"{landed.name}.v1.parquet"
+    scores = pd.read_parquet(path)
+    assert len(scores) == len(batch) == 400
+    assert scores["customer_id"].tolist() == batch["customer_id"].astype(str).tolist()
+    assert list(scores.columns) == ["customer_id", "predicted_class", "proba_0", "proba_1", "model_version"]
+    assert (scores["model_version"] == 1).all()
+    assert ((scores["proba_0"] + scores["proba_1"]).round(9) == 1).all()
+    assert set(scores["predicted_class"]) <= {0, 1}
+
+    meta = output_metadata(result, "predictions")
+    assert meta["status"] == "scored" and meta["dagster/row_count"] == 400 and meta["champion_version"] == 1
+    assert meta["path"] == str(path)
+    quantiles = list(meta["probability_quantiles"].values())
+    assert quantiles == sorted(quantiles) and len(quantiles) == 5
+    assert sum(meta["class_shares"].values()) == pytest.approx(1.0)
+
+    # a new champion scores the same batch into its own file; version 1's scores are kept as they were
+    client = trained.mlflow_client()
+    v1 = client.get_model_version(MODEL, "1")
+    v2 = tracking.register_version(
+        client, model_name=MODEL, model_uri=v1.source, run_id=v1.run_id, tags={}, description="same weights"
+    )
+    tracking.move_alias(client, MODEL, tracking.CHAMPION, str(v2.version))
+    again = dg.materialize(
+        ALL_ASSETS,
+        selection=dg.AssetSelection.assets("predictions"),
+        partition_key=landed.name,
+        instance=trained.instance,
+        resources=trained.resources(),
+    )
+    assert output_metadata(again, "predictions")["champion_version"] == 2
+    rescored = pd.read_parquet(trained.root / "data" / "predictions" / f"{landed.name}.v2.parquet")
+    assert (rescored["model_version"] == 2).all()
+    pd.testing.assert_frame_equal(pd.read_parquet(path), scores)
+    pd.testing.assert_frame_equal(rescored.drop(columns="model_version"), scores.drop(columns="model_version"))
+
+
+def test_without_a_champion_nothing_is_scored_and_nothing_fails(project: Project):
+    [landed] = project.land(batches=1, rows=100)
+    result = ingest(project, landed.name)[landed.name]
+    assert result.success, failed_checks(result)
+    assert "predictions" in materialized(result)
+    assert output_metadata(result, "predictions") == {"status": "no_champion"}
+    assert not (project.root / "data" / "predictions").exists()
