@@ -85,6 +85,7 @@ def test_sensors_and_schedule_are_on_by_default():
         "landing_sensor": dg.DefaultSensorStatus.RUNNING,
         "retrain_sensor": dg.DefaultSensorStatus.RUNNING,
         "alert_on_run_failure": dg.DefaultSensorStatus.RUNNING,
+        "per_batch_automation": dg.DefaultSensorStatus.RUNNING,
     }
     [schedule] = defs.schedules or []
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING

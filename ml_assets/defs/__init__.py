@@ -13,7 +13,12 @@ def build_definitions() -> dg.Definitions:
         assets=dg.load_assets_from_modules(modules),
         asset_checks=dg.load_asset_checks_from_modules(modules),
         jobs=[jobs.ingest_batch_job, jobs.training_job],
-        sensors=[sensors.landing_sensor, sensors.retrain_sensor, sensors.alert_on_run_failure],
+        sensors=[
+            sensors.landing_sensor,
+            sensors.retrain_sensor,
+            sensors.alert_on_run_failure,
+            sensors.per_batch_automation,
+        ],
         schedules=[sensors.weekly_retrain],
         resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},
     )

@@ -20,6 +20,7 @@ PREDICTIONS_DIR = "data/predictions"
     owners=["team:ml-platform"],
     code_version="1",
     retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def predictions(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource, landed_batch: pd.DataFrame

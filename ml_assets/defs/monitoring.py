@@ -31,6 +31,7 @@ def _champion_reference(project: ProjectResource, md5: str) -> pd.DataFrame:
     owners=["team:ml-platform"],
     code_version=code_version("1", "drift", "data.feature_types"),
     retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def batch_drift(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource, landed_batch: pd.DataFrame
@@ -99,6 +100,7 @@ def batch_drift(
     owners=["team:ml-platform"],
     code_version=code_version("1", "retrain.performance_metric", "retrain.min_live_score"),
     retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    automation_condition=dg.AutomationCondition.eager(),
 )
 def live_performance(
     context: dg.AssetExecutionContext,

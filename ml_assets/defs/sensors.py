@@ -4,6 +4,9 @@
 - `retrain_sensor`: after batches settle, weigh drift, live performance and new rows -> train.
 - `weekly_retrain`: the cron in params.yaml -> train if the validated data changed.
 - `alert_on_run_failure`: any failed run (a failed blocking check fails its run) -> alert.
+- `per_batch_automation`: declarative automation for the per-batch assets, so a batch whose
+  `landed_batch` a person materializes in the UI is kept, monitored and scored once its blocking
+  checks pass (`AutomationCondition.eager() & all_deps_blocking_checks_passed()`).
 
 Every run carries the `ml_assets/trigger` tag saying why it started. This module imports nothing
 heavy: a tick stats the landing folder, hashes only new files, and reads only new events.
@@ -233,3 +236,12 @@ def _check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.Ass
         for r in records
         if r.event_log_entry.dagster_event is not None
     ]
+
+
+per_batch_automation = dg.AutomationConditionSensorDefinition(
+    "per_batch_automation",
+    target=dg.AssetSelection.assets("validated_batch", "batch_drift", "live_performance", "predictions"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=GRAPH.automation.landing_interval_seconds,
+    description="Keeps, monitors and scores a batch whose landed_batch was materialized outside ingest_batch_job.",
+)
