@@ -22,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: help install dev run reproduce test test-fast lint format bench demo-data mlflow-ui serve clean
+.PHONY: help install dev run reproduce screenshots test test-fast lint format bench demo-data mlflow-ui serve clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ reproduce: install ## Retrain a registered version from its DVC data and params 
 
 test: install ## Run the whole test suite
 	$(BIN)/pytest
+
+screenshots: install ## Refresh the README screenshots (docs/screenshots) with the browser test
+	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py
 
 test-fast: install ## Run the tests that need no daemon or browser
 	$(BIN)/pytest -m "not slow"

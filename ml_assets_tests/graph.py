@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
+from typing import Any
+
 import dagster as dg
 
 from ml_assets.definitions import defs
@@ -12,27 +15,33 @@ INGEST = dg.AssetSelection.assets("landed_batch", "validated_batch", "batch_drif
 TRAIN = dg.AssetSelection.assets("training_snapshot").downstream()
 
 
+def materialize(project: Project, selection: dg.AssetSelection, **kwargs: Any) -> dg.ExecuteInProcessResult:
+    """`dagster.materialize` of the project's graph with its temp stores.
+
+    It runs in an empty `contextvars.Context`: Dagster keeps a context-local pointer to the
+    "current" instance's state storage, and pytest's fixture teardown can leave it pointing at an
+    instance an earlier test already closed.
+    """
+    return contextvars.Context().run(
+        dg.materialize,
+        ALL_ASSETS,
+        selection=selection,
+        instance=project.instance,
+        resources=project.resources(),
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
 def ingest(project: Project, *names: str) -> dict[str, dg.ExecuteInProcessResult]:
     """Validates each named landed batch in its own partitioned run."""
     project.instance.add_dynamic_partitions("landing_batches", list(names))
-    return {
-        name: dg.materialize(
-            ALL_ASSETS,
-            selection=INGEST,
-            partition_key=name,
-            instance=project.instance,
-            resources=project.resources(),
-            raise_on_error=False,
-        )
-        for name in names
-    }
+    return {name: materialize(project, INGEST, partition_key=name) for name in names}
 
 
 def train(project: Project) -> dg.ExecuteInProcessResult:
     """Runs snapshot -> ... -> champion."""
-    return dg.materialize(
-        ALL_ASSETS, selection=TRAIN, instance=project.instance, resources=project.resources(), raise_on_error=False
-    )
+    return materialize(project, TRAIN)
 
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> dict[str, str | None]:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from ml_assets.definitions import defs
 from ml_assets_tests.conftest import Project
-from ml_assets_tests.graph import ALL_ASSETS
+from ml_assets_tests.graph import materialize
 
 LANDED = dg.AssetSelection.assets("landed_batch")
 
@@ -14,14 +14,7 @@ LANDED = dg.AssetSelection.assets("landed_batch")
 def land_by_hand(project: Project, name: str) -> dg.ExecuteInProcessResult:
     """What a person does in the UI: materialize `landed_batch` (its checks run with it) and nothing else."""
     project.instance.add_dynamic_partitions("landing_batches", [name])
-    return dg.materialize(
-        ALL_ASSETS,
-        selection=LANDED,
-        partition_key=name,
-        instance=project.instance,
-        resources=project.resources(),
-        raise_on_error=False,
-    )
+    return materialize(project, LANDED, partition_key=name)
 
 
 def test_eager_keeps_a_good_batch_and_holds_a_bad_one(project: Project):

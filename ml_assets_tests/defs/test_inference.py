@@ -10,7 +10,7 @@ from ml_assets.lib import tracking
 from ml_assets_tests.conftest import Project
 from ml_assets_tests.defs.test_graph import MODEL
 from ml_assets_tests.defs.test_monitoring import output_metadata
-from ml_assets_tests.graph import ALL_ASSETS, failed_checks, ingest, materialized
+from ml_assets_tests.graph import failed_checks, ingest, materialize, materialized
 
 
 def test_each_validated_batch_is_scored_by_the_champion(trained: Project):
@@ -41,13 +41,8 @@ def test_each_validated_batch_is_scored_by_the_champion(trained: Project):
         client, model_name=MODEL, model_uri=v1.source, run_id=v1.run_id, tags={}, description="same weights"
     )
     tracking.move_alias(client, MODEL, tracking.CHAMPION, str(v2.version))
-    again = dg.materialize(
-        ALL_ASSETS,
-        selection=dg.AssetSelection.assets("predictions"),
-        partition_key=landed.name,
-        instance=trained.instance,
-        resources=trained.resources(),
-    )
+    again = materialize(trained, dg.AssetSelection.assets("predictions"), partition_key=landed.name)
+    assert again.success
     assert output_metadata(again, "predictions")["champion_version"] == 2
     rescored = pd.read_parquet(trained.root / "data" / "predictions" / f"{landed.name}.v2.parquet")
     assert (rescored["model_version"] == 2).all()
