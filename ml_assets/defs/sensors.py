@@ -104,8 +104,8 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     """Starts a training run when the retrain policy says so (`ml_assets/lib/retrain.py`).
 
     It reads only events newer than its cursor: validated batches (rows), drift reports and live
-    performance. It waits while batches are still being validated, so one landing of many files
-    gives one retrain.
+    performance. It waits while batches are still being validated or a training run is in flight,
+    so one landing of many files gives one retrain.
     """
     params = project.params()
     instance = context.instance
@@ -131,9 +131,8 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
             cursor.performance = metadata
         cursor.after_storage_id = max(cursor.after_storage_id, storage_id)
 
-    busy = instance.get_run_records(
+    in_flight = instance.get_run_records(
         dg.RunsFilter(
-            job_name=ingest_batch_job.name,
             statuses=[
                 dg.DagsterRunStatus.QUEUED,
                 dg.DagsterRunStatus.NOT_STARTED,
@@ -141,10 +140,13 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
                 dg.DagsterRunStatus.STARTED,
             ],
         ),
-        limit=1,
+        limit=50,
     )
+    busy = {r.dagster_run.job_name for r in in_flight} & {ingest_batch_job.name, training_job.name}
     if busy:
-        return dg.SensorResult(skip_reason="batches are still being validated", cursor=cursor.to_json())
+        # A training run in flight picks up every batch validated before its snapshot step; what
+        # it misses stays pending for the next decision.
+        return dg.SensorResult(skip_reason=f"waiting for {', '.join(sorted(busy))} to finish", cursor=cursor.to_json())
 
     now = datetime.now(UTC)
     performance = cursor.performance
