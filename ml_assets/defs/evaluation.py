@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from ml_assets.defs.graph import CODE_VERSIONS
+from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 from ml_assets.lib import gates
@@ -30,9 +30,9 @@ MODEL_GATES = (
 @dg.asset(
     group_name="evaluation",
     kinds={"sklearn", "mlflow"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=CODE_VERSIONS["model_evaluation"],
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,

@@ -7,7 +7,7 @@ part only.
 import dagster as dg
 import pandas as pd
 
-from ml_assets.defs.graph import CODE_VERSIONS
+from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import features as features_lib
 
@@ -15,9 +15,9 @@ from ml_assets.lib import features as features_lib
 @dg.asset(
     group_name="features",
     kinds={"pandas", "dvc"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=CODE_VERSIONS["dataset_split"],
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
 )
 def dataset_split(
     context: dg.AssetExecutionContext, project: ProjectResource, training_snapshot: pd.DataFrame
@@ -113,7 +113,7 @@ def no_target_leakage(project: ProjectResource, dataset_split: features_lib.Trai
 @dg.asset(
     group_name="features",
     kinds={"sklearn"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=CODE_VERSIONS["feature_pipeline"],
 )
 def feature_pipeline(dataset_split: features_lib.TrainingData) -> dg.Output[object]:

@@ -8,9 +8,17 @@ edit to a threshold applies to the next run; an edit to the shape needs a reload
 import os
 from pathlib import Path
 
+import dagster as dg
+
 from ml_assets.lib.config import Params, load_params, stable_hash
 
 REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
+
+OWNERS = ["team:ml-platform"]
+"""Who answers for every asset (shown in the UI)."""
+
+RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+"""For steps that talk to MLflow or the DVC remote: 2 s, 4 s, 8 s."""
 
 
 def graph_params() -> Params:

@@ -6,6 +6,7 @@ Online requests go to `make serve` (`ml_assets/serving.py`); this is the batch p
 import dagster as dg
 import pandas as pd
 
+from ml_assets.defs.graph import OWNERS, RETRY
 from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 
@@ -17,9 +18,9 @@ PREDICTIONS_DIR = "data/predictions"
     deps=[validated_batch],
     group_name="inference",
     kinds={"sklearn", "mlflow", "parquet"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version="1",
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
     automation_condition=dg.AutomationCondition.eager(),
 )
 def predictions(

@@ -9,22 +9,16 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from ml_assets.defs.graph import OWNERS, RETRY
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
 from ml_assets.lib.landing import file_md5
+from ml_assets.lib.validation import CHECK_CATEGORIES
 
 LANDING_PARTITIONS = "landing_batches"
 landing_batches = dg.DynamicPartitionsDefinition(name=LANDING_PARTITIONS)
 
-BATCH_CHECKS = (
-    "columns_and_dtypes",
-    "null_limits",
-    "numeric_ranges",
-    "categorical_domains",
-    "target",
-    "row_count",
-    "duplicates",
-)
+BATCH_CHECKS = CHECK_CATEGORIES
 """One blocking check per group of expectations (the `meta.check` of each expectation in the suite)."""
 
 
@@ -32,7 +26,7 @@ BATCH_CHECKS = (
     partitions_def=landing_batches,
     group_name="ingestion",
     kinds={"pandas", "csv"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version="1",
 )
 def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output[pd.DataFrame]:
@@ -175,7 +169,7 @@ def landed_batch_expectations(
     partitions_def=landing_batches,
     group_name="ingestion",
     kinds={"parquet"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version="1",
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
 )
@@ -200,9 +194,9 @@ def validated_batch(
     deps=[validated_batch],
     group_name="ingestion",
     kinds={"parquet", "dvc"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version="1",
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
 )
 def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output[pd.DataFrame]:
     """The union of every validated batch, written as Parquet, committed to DVC and pushed to its remote.

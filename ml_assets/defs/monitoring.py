@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_assets.defs.graph import code_version
+from ml_assets.defs.graph import OWNERS, RETRY, code_version
 from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 from ml_assets.lib.alerts import Alert
@@ -28,9 +28,9 @@ def _champion_reference(project: ProjectResource, md5: str) -> pd.DataFrame:
     deps=[validated_batch],
     group_name="monitoring",
     kinds={"pandas", "dvc"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=code_version("1", "drift", "data.feature_types"),
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
     automation_condition=dg.AutomationCondition.eager(),
 )
 def batch_drift(
@@ -97,9 +97,9 @@ def batch_drift(
     deps=[validated_batch],
     group_name="monitoring",
     kinds={"sklearn", "mlflow"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=code_version("1", "retrain.performance_metric", "retrain.min_live_score"),
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
     automation_condition=dg.AutomationCondition.eager(),
 )
 def live_performance(

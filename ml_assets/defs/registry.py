@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from ml_assets.defs.graph import CODE_VERSIONS
+from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 from ml_assets.lib.evaluation import CandidateEvaluation
@@ -18,9 +18,9 @@ from ml_assets.lib.training import CandidateModel
 @dg.asset(
     group_name="registry",
     kinds={"mlflow"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=CODE_VERSIONS["registered_model"],
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
 )
 def registered_model(
     context: dg.AssetExecutionContext,
@@ -110,9 +110,9 @@ def loads_from_registry_and_matches(
 @dg.asset(
     group_name="registry",
     kinds={"mlflow"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=CODE_VERSIONS["champion_model"],
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=RETRY,
 )
 def champion_model(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource, registered_model: str

@@ -6,7 +6,7 @@ the best on the validation part becomes the trained model.
 
 import dagster as dg
 
-from ml_assets.defs.graph import CODE_VERSIONS, GRAPH, TRAINING_CODE_VERSION
+from ml_assets.defs.graph import CODE_VERSIONS, GRAPH, OWNERS, RETRY, TRAINING_CODE_VERSION
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 from ml_assets.lib.training import CandidateModel, pick_best
@@ -108,13 +108,13 @@ def build_candidate_asset(name: str, estimator: str) -> dg.AssetsDefinition:
         name=f"candidate_{name}",
         group_name="training",
         kinds={"sklearn", "mlflow"},
-        owners=["team:ml-platform"],
+        owners=OWNERS,
         code_version=CODE_VERSIONS[f"candidate_{name}"],
         description=(
             f"Candidate `{name}` ({estimator}) trained on the training part behind the shared "
             "preprocessing and logged as an MLflow run with its signature and input example."
         ),
-        retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+        retry_policy=RETRY,
     )
     def candidate(
         context: dg.AssetExecutionContext,
@@ -150,7 +150,7 @@ candidate_assets = [build_candidate_asset(spec.name, spec.estimator) for spec in
     ins={f"candidate_{name}": dg.AssetIn(f"candidate_{name}") for name in CANDIDATE_NAMES},
     group_name="training",
     kinds={"sklearn", "mlflow"},
-    owners=["team:ml-platform"],
+    owners=OWNERS,
     code_version=CODE_VERSIONS["trained_model"],
 )
 def trained_model(
