@@ -57,14 +57,17 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
             "file": dg.MetadataValue.path(str(path)),
             "md5": md5,
             "dagster/row_count": len(frame),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
-            ),
+            "dagster/column_schema": _schema(frame),
             "null_share": dg.MetadataValue.json({c: round(v, 4) for c, v in null_share.items()}),
             "class_balance": dg.MetadataValue.json({c: round(v, 4) for c, v in balance.items()}),
             "profile": _profile(null_share, balance, batch=context.partition_key),
         },
     )
+
+
+def _schema(frame: pd.DataFrame) -> dg.TableSchema:
+    """The frame's columns and dtypes, shown as the asset's column schema in the UI."""
+    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()])
 
 
 def _profile(null_share: dict[str, float], balance: dict[str, float], *, batch: str) -> dg.MetadataValue:
@@ -186,7 +189,11 @@ def validated_batch(
     landed_batch.to_parquet(tmp, index=False)
     tmp.replace(out)  # atomic: the snapshot never reads a half-written batch
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(out)), "dagster/row_count": len(landed_batch)}
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "dagster/row_count": len(landed_batch),
+            "dagster/column_schema": _schema(landed_batch),
+        }
     )
 
 
@@ -224,8 +231,6 @@ def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResourc
             "class_balance": dg.MetadataValue.json(
                 {str(k): round(float(v), 4) for k, v in frame[params.data.target].value_counts(normalize=True).items()}
             ),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(str(c), str(t)) for c, t in frame.dtypes.items()]
-            ),
+            "dagster/column_schema": _schema(frame),
         },
     )

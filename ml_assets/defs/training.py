@@ -55,7 +55,11 @@ def _train_or_reuse(
             reused=True,
         )
     split = data.split
-    context.log.info(f"candidate `{name}`: training {spec.estimator} on {len(split.train)} rows")
+    position = [c.name for c in params.training.candidates].index(name) + 1
+    context.log.info(
+        f"candidate {position} of {len(params.training.candidates)} (`{name}`): "
+        f"training {spec.estimator} on {len(split.train)} rows x {len(data.spec.features)} features"
+    )
     model = train_candidate(
         split.train,
         preprocessor=preprocessor,
