@@ -57,7 +57,9 @@ def registered_model(
                 "dvc.holdout_md5": dataset_split.holdout_md5,
                 "git_commit": git_commit(project.locations.root),
                 "dagster_run_id": context.run_id,
+                "dagster_run_url": mlflow.dagster_run_url(context.run_id),
                 "params_hash": params.section_hash(),
+                "code_version": CODE_VERSIONS["trained_model"],
                 **{f"test_{k}": f"{v:.6f}" for k, v in model_evaluation.metrics.scalars().items()},
             },
             description=f"{trained_model.name} trained on snapshot {dataset_split.snapshot_md5}",
@@ -71,7 +73,13 @@ def registered_model(
             "version": int(number),
             "newly_registered": existing is None,
             "model_version": dg.MetadataValue.url(mlflow.version_url(name, number)),
+            "mlflow_run": dg.MetadataValue.url(
+                mlflow.run_url(mlflow.experiment_id(params.registry.experiment_name), trained_model.run_id)
+            ),
             "dvc_snapshot_md5": dataset_split.snapshot_md5,
+            "dvc_holdout_md5": dataset_split.holdout_md5,
+            "params_hash": params.section_hash(),
+            "code_version": CODE_VERSIONS["trained_model"],
             "fingerprint": trained_model.fingerprint,
         },
     )

@@ -56,6 +56,7 @@ class MlflowResource(dg.ConfigurableResource):
     tracking_uri: str | None = None
     root: str | None = None
     ui_url: str = "http://127.0.0.1:5000"
+    dagster_ui_url: str = "http://127.0.0.1:3000"
 
     @property
     def locations(self) -> Locations:
@@ -85,6 +86,10 @@ class MlflowResource(dg.ConfigurableResource):
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """A link to a run in the MLflow UI (`make mlflow-ui` serves it locally)."""
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def dagster_run_url(self, run_id: str) -> str:
+        """A link from MLflow back to the Dagster run that trained or registered a model."""
+        return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
 
     def version_url(self, model_name: str, version: str) -> str:
         """A link to a registered model version in the MLflow UI."""

@@ -85,6 +85,7 @@ def _train_or_reuse(
             tracking.FINGERPRINT_TAG: fingerprint,
             "ml_assets.candidate": name,
             "dagster_run_id": context.run_id,
+            "dagster_run_url": mlflow.dagster_run_url(context.run_id),
             "dvc.snapshot_md5": data.snapshot_md5,
             "dvc.holdout_md5": data.holdout_md5,
             "git_commit": git_commit(project.locations.root),

@@ -22,7 +22,8 @@ def test_first_run_promotes_a_champion_with_lineage(trained: Project):
     tags = version.tags
     lock = (trained.root / "dvc.lock").read_text()
     assert tags["dvc.snapshot_md5"] in lock and tags["dvc.holdout_md5"] in lock
-    assert {"git_commit", "dagster_run_id", "params_hash", tracking.FINGERPRINT_TAG} <= set(tags)
+    assert {"git_commit", "dagster_run_id", "params_hash", "code_version", tracking.FINGERPRINT_TAG} <= set(tags)
+    assert tags["dagster_run_url"].endswith(f"/runs/{tags['dagster_run_id']}")  # MLflow links back to Dagster
     assert float(tags["test_roc_auc"]) > 0.75
     client = trained.mlflow_client()
     assert str(client.get_model_version_by_alias(MODEL, tracking.CHALLENGER).version) == "1"
