@@ -17,6 +17,9 @@ PORT ?= 3000
 # Embedded defaults; any of them can be set in the environment to point at real servers.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export ML_ASSETS_ROOT ?= $(CURDIR)
+# Every process (webserver, daemon, each run's step processes) must see the same MLflow store:
+# MLflow's registry resolves logged models through its process-wide default URI.
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/.mlflow/mlflow.db
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export GX_ANALYTICS_ENABLED := false

@@ -69,19 +69,12 @@ class MlflowResource(dg.ConfigurableResource):
         return self.locations.mlflow_tracking_uri
 
     def client(self) -> "MlflowClient":
-        """A client bound to the tracking URI (the registry shares it).
-
-        The process-wide default URI is set too: MLflow's registry resolves logged models through
-        a default `MlflowClient()` internally, which must find the same store.
-        """
-        import mlflow
+        """A client bound to the tracking URI (the registry shares it)."""
         from mlflow import MlflowClient
 
         uri = self.uri
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def experiment_id(self, name: str) -> str:

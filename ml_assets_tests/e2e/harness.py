@@ -67,12 +67,10 @@ def dagster_dev(project: Project, home: Path) -> Iterator[DevServer]:
         **os.environ,
         "DAGSTER_HOME": str(home),
         "ML_ASSETS_ROOT": str(project.root),
+        "MLFLOW_TRACKING_URI": project.tracking_uri,
         "ML_ASSETS_DVC_REMOTE": str(project.dvc_remote),
         "GX_ANALYTICS_ENABLED": "false",
     }
-    # The MLflow store is left to its default (`<ML_ASSETS_ROOT>/.mlflow/mlflow.db`, which is the
-    # project's), so the processes run exactly as `make dev` runs them.
-    env.pop("MLFLOW_TRACKING_URI", None)
     if project.webhook_url:
         env["ML_ASSETS_ALERT_WEBHOOK"] = project.webhook_url
     log = home / "dagster_dev.log"
