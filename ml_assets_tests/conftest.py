@@ -98,7 +98,7 @@ def _new_project_files(base: Path, mlflow_template: Path) -> None:
     candidates["hist_gradient_boosting"]["params"]["max_iter"] = 60
     raw["gates"]["bootstrap_samples"] = 200
     raw["gates"]["latency_samples"] = 50
-    raw["gates"]["max_p95_latency_ms"] = 1000.0  # the gate is unit-tested; a busy CI machine must not flip it
+    raw["automation"]["settle_seconds"] = 0  # files written by the tests are complete; settling is tested on its own
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
