@@ -2,35 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import pytest
 
 from ml_assets.lib import tracking as T
-
-
-class _Unavailable(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(503)
-        self.end_headers()
-        self.wfile.write(b"maintenance")
-
-    do_POST = do_GET
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def down(monkeypatch: pytest.MonkeyPatch):
-    """An MLflow endpoint that answers every request with HTTP 503 (MLflow's own retries cut to one)."""
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
-    server = HTTPServer(("127.0.0.1", 0), _Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
 
 
 def test_a_registry_that_answers_503_is_never_read_as_no_champion(down: str):
