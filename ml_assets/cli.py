@@ -106,7 +106,7 @@ def ingest_new_batches(
             partition_key=landed.key,
             raise_on_error=False,
             run_config=QUIET,
-            tags={"ml_assets/trigger": "make_run"},
+            tags=_cli_tags(),
         )
         outcomes[landed.name] = result.success
         print(f"batch {landed.name}: " + ("validated" if result.success else _failure_line(result)))
