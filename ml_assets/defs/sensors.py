@@ -72,7 +72,7 @@ class LandingCursor:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
-    """Validates each complete landed file with new content, and validates again any batch whose validation never finished.
+    """Validates each complete landed file with new content, and again any batch whose validation never finished.
 
     Run keys are the content md5, so the same bytes never start a second run, whatever the file is
     called and even if the cursor is lost; a batch that `make run` (or a person) already validated
@@ -253,7 +253,7 @@ def _degradation(raw: dict[str, Any] | None) -> Degradation | None:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
-    """Starts a training run when the retrain policy says so (`ml_assets/lib/retrain.py`), and weighs a rollback for a degraded champion.
+    """Starts a training run when the retrain policy says so, and a rollback weighing for a degraded champion.
 
     It reads only events newer than its cursor: validated batches (rows), drift reports, live
     performance and champion changes. It waits while batches are still being validated or a training

@@ -1,4 +1,4 @@
-"""Live performance you can act on: a degraded champion fails its check and alerts; rollback only to a credibly better version."""
+"""Live performance you can act on: a degraded champion fails its check; rollback only to a credibly better one."""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def test_live_performance_against_the_minimum():
     good = evaluate_live_performance(_Fixed(y * 0.8 + 0.1), rows, target="y", metric="roc_auc", threshold=0.7)
     assert not good.degraded and good.champion_score == 1.0 and "meets the minimum 0.700" in good.detail
     flipped = evaluate_live_performance(_Fixed(0.9 - y * 0.8), rows, target="y", metric="roc_auc", threshold=0.7)
-    assert flipped.degraded and "live roc_auc 0.000 on 100 rows is below the minimum 0.700" == flipped.detail
+    assert flipped.degraded and flipped.detail == "live roc_auc 0.000 on 100 rows is below the minimum 0.700"
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,9 @@ def test_each_trigger_and_the_priority(overrides: dict, reason: RetrainReason) -
 
 
 def test_nothing_new_means_no_retrain_and_says_why() -> None:
-    assert _decide() == RetrainDecision(False, None, "312 new validated rows since the champion (threshold 1000); no drift")
+    assert _decide() == RetrainDecision(
+        False, None, "312 new validated rows since the champion (threshold 1000); no drift"
+    )
     assert "drift not assessed (insufficient data: 57 current" in _decide(drift=INSUFFICIENT).detail
     assert _decide(drift=None).detail.endswith("no drift report")
     assert "no validated rows" in _decide(champion_exists=False, validated_rows_since_champion=0).detail
@@ -152,7 +154,9 @@ def test_enough_rows_still_retrain_during_a_drift_cooldown() -> None:
     assert decision.reason is RetrainReason.ENOUGH_DATA and "cooldown" in decision.detail
 
 
-@pytest.mark.parametrize(("now_version", "recorded", "retrain"), [("b", "a", True), ("a", "a", False), ("a", None, True)])
+@pytest.mark.parametrize(
+    ("now_version", "recorded", "retrain"), [("b", "a", True), ("a", "a", False), ("a", None, True)]
+)
 def test_schedule_retrains_only_when_the_data_changed(now_version: str, recorded: str | None, retrain: bool) -> None:
     decision = decide_scheduled_retrain(snapshot_version_now=now_version, snapshot_version_of_champion=recorded)
     assert decision.retrain is retrain and decision.reason is (RetrainReason.SCHEDULE if retrain else None)
