@@ -376,7 +376,9 @@ class GraphPass:
 
         self.folder = folder
         self.assets = list(defs.assets or []) + list(defs.asset_checks or [])
-        self.train_selection = dg.AssetSelection.assets("training_snapshot").downstream()  # as graph.py train()
+        self.train_selection = dg.AssetSelection.assets("training_snapshot").downstream() - dg.AssetSelection.assets(
+            "predictions"
+        )
         self.ingest_selection = ingest_batch_job.selection  # what the landing sensor's runs materialize
         self.times: dict[str, list[float]] = {}
         self.notes: dict[str, str] = {}

@@ -29,6 +29,7 @@ def build_definitions() -> dg.Definitions:
             sensors.retrain_sensor,
             sensors.alert_on_run_failure,
             sensors.per_batch_automation,
+            sensors.tag_run_trigger,
         ],
         schedules=[sensors.weekly_retrain],
         resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},

@@ -389,3 +389,29 @@ per_batch_automation = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=GRAPH.automation.landing_interval_seconds,
     description="Keeps, monitors and scores a batch whose landed_batch was materialized outside ingest_batch_job.",
 )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.STARTED,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=5,
+)
+def tag_run_trigger(context: dg.RunStatusSensorContext) -> None:
+    """Tags every run with `ml_assets/trigger`, also those launched from the UI or by a backfill.
+
+    Sensor and schedule runs carry the tag from their request; a run without it was launched by a
+    person (Materialize, Materialize all, the launchpad) or by Dagster's own automation, which
+    Dagster's own tags tell apart.
+    """
+    run = context.dagster_run
+    if TRIGGER_TAG in run.tags:
+        return
+    tags = run.tags
+    trigger = (
+        "backfill"
+        if "dagster/backfill" in tags
+        else "automation"
+        if "dagster/from_automation_condition" in tags or tags.get("dagster/sensor_name") == "per_batch_automation"
+        else "manual"
+    )
+    context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: trigger})
