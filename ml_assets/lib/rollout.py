@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -408,9 +408,36 @@ class StepReport:
                 value = window.quantile(q)
                 if value is not None:
                     values[f"{label}_p{int(q * 100)}_ms"] = round(value * 1000, 3)
+        for guardrail in self.guardrails:
+            values[f"guardrail_{guardrail.name}"] = guardrail.observed
+            values[f"guardrail_{guardrail.name}_bound"] = guardrail.bound
+            values[f"guardrail_{guardrail.name}_passed"] = guardrail.passed
         if self.agreement is not None:
             values["agreement"] = self.agreement.rate
             values["agreement_rows"] = self.agreement.rows
             values["shadow_skipped"] = self.agreement.skipped
             values["mean_abs_score_diff"] = self.agreement.mean_abs_diff
         return {k: v for k, v in values.items() if v is not None}
+
+
+GUARDRAILS = ("error_rate", "rejection_rate", "p99_latency_ratio", "agreement")
+
+
+def recorded_guardrail(metadata: Mapping[str, Any], name: str) -> Guardrail:
+    """Reads one guardrail back from a step's metadata (see `StepReport.metadata`).
+
+    Args:
+        metadata: A `rollout` materialization's metadata, as plain values.
+        name: One of `GUARDRAILS`.
+
+    Returns:
+        The reading; `passed` is None when that step did not judge it.
+    """
+    passed = metadata.get(f"guardrail_{name}_passed")
+    return Guardrail(
+        name=name,
+        observed=metadata.get(f"guardrail_{name}"),
+        bound=metadata.get(f"guardrail_{name}_bound"),
+        passed=passed if isinstance(passed, bool) else None,
+        detail=f"{metadata.get('verdict', 'no verdict')} of v{metadata.get('candidate_version', '?')}",
+    )
