@@ -1,6 +1,6 @@
 """Inference: each validated batch is scored by the champion, and the scores are kept beside it as Parquet.
 
-Online requests go to `make serve` (`ml_assets/serving.py`); this is the batch path.
+Online requests go to `make serve` (`ml_assets/serving/`); this is the batch path.
 """
 
 import dagster as dg

@@ -9,10 +9,13 @@ every model server it started within a few seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
+from types import FrameType
 
 from starlette.applications import Starlette
 
@@ -78,7 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(GET /rollout for the rollout state)"
     )
     server = uvicorn.Server(server_config(app, host=args.host, port=args.port))
-    server.run()
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the previous
+    # handler: make SIGTERM end like Ctrl-C, both with exit code 0 once everything is stopped.
+    signal.signal(signal.SIGTERM, interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
     if not server.started:
         raise SystemExit(f"ml_assets.serving: cannot listen on {args.host}:{args.port}; pick another --port")
     log("stopped")

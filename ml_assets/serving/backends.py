@@ -65,7 +65,9 @@ def start_backend(model_name: str, version: str, *, tracking_uri: str, env: Mapp
     """
     port = free_port()
     child_env = dict(env)
-    child_env["MLFLOW_TRACKING_URI"] = tracking_uri
+    # The project keeps runs and the registry in one store: an inherited MLFLOW_REGISTRY_URI must not
+    # send the child to another registry than the one the alias was read from.
+    child_env["MLFLOW_TRACKING_URI"] = child_env["MLFLOW_REGISTRY_URI"] = tracking_uri
     child_env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow starts `uvicorn` by name: make this interpreter's scripts findable without an activated venv.
     child_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), child_env.get("PATH", "")])
