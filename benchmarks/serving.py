@@ -36,8 +36,8 @@ from benchmarks.measure import Figure, Section, render
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "bench_classifier"
 CONCURRENCY = 8
-REQUESTS = 1500
-WARMUP = 100
+REQUESTS = 1000
+WARMUP = 50
 STARTUP_TIMEOUT = 300.0
 
 
@@ -47,48 +47,41 @@ def progress(message: str) -> None:
 
 
 def register_versions(tracking_uri: str) -> None:
-    """Trains one pipeline on demo data and registers it three times (run in a child process).
-
-    MLflow's fluent API keeps its URIs process-wide and exports them to children, so it runs apart.
-    """
+    """Trains one pipeline on demo data and registers it three times (in a child process, like training)."""
     import datetime as dt
 
-    import mlflow
-    from sklearn.compose import ColumnTransformer
+    from mlflow import MlflowClient
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    from ml_assets.lib import tracking
     from ml_assets.lib.demo_data import generate_batch
+    from ml_assets.lib.features import build_preprocessor, infer_feature_spec
 
     frame = generate_batch(n_rows=2000, seed=7, batch_date=dt.date(2026, 11, 1))
-    target = "churned"
-    features = [c for c in frame.columns if c not in (target, "customer_id")]
-    numeric = [c for c in features if frame[c].dtype.kind in "if"]
-    categorical = [c for c in features if c not in numeric]
-    model = Pipeline(
-        [
-            (
-                "preprocess",
-                ColumnTransformer(
-                    [("num", StandardScaler(), numeric), ("cat", OneHotEncoder(handle_unknown="ignore"), categorical)]
-                ),
-            ),
-            ("model", LogisticRegression(max_iter=1000)),
-        ]
-    ).fit(frame[features], frame[target])
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    for _ in range(3):
-        with mlflow.start_run():
-            mlflow.sklearn.log_model(
-                model,
-                name="model",
-                input_example=frame[features].head(3),
-                registered_model_name=MODEL,
-                pyfunc_predict_fn="predict_proba",
-                pip_requirements=["mlflow", "scikit-learn"],
-            )
+    spec = infer_feature_spec(frame, target="churned", id_columns=("customer_id",))
+    features = list(spec.features)
+    # the champion's shape: the project's preprocessing (impute, scale, one-hot) before the estimator
+    model = Pipeline([("preprocess", build_preprocessor(spec)), ("model", LogisticRegression(max_iter=1000))])
+    model.fit(frame[features], frame["churned"])
+    # logged and registered the way the project registers its champion
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    artifacts = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    experiment = tracking.ensure_experiment(client, "serving_bench", artifact_root=artifacts)
+    for i in range(3):
+        logged = tracking.log_sklearn_model(
+            tracking_uri=tracking_uri,
+            experiment_id=experiment,
+            run_name=f"bench_{i}",
+            model=model,
+            params={},
+            metrics={},
+            tags={},
+            input_example=frame[features].head(5),
+        )
+        tracking.register_version(
+            client, model_name=MODEL, model_uri=logged.model_uri, run_id=logged.run_id, tags={}, description="bench"
+        )
     (Path(tracking_uri.removeprefix("sqlite:///")).parent / "payload.json").write_text(
         frame[features].head(50).to_json(orient="split", index=False)
     )

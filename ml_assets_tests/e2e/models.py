@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
@@ -38,6 +39,9 @@ def register_versions(tracking_uri: str, model_name: str) -> None:
     example = pd.DataFrame({"a": [1, 2, 3], "b": [0.5, -0.5, 0.0]})
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    # artifacts beside the store, never in the working directory (MLflow's default `./mlruns`)
+    artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("serving", artifact_location=artifacts.as_uri()))
     for scorer in (Scorer(weight=0.3), Scorer(weight=0.3, fail_on_odd=True), Scorer(weight=-0.2)):
         signature = infer_signature(example, scorer.predict(None, example.assign(a=[2, 2, 2])))
         with mlflow.start_run():
