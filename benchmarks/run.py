@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             run_section(sections, "Batch validation", lambda: bench_validation(base))
             run_section(sections, "Drift", bench_drift)
             run_section(sections, "Graph", lambda: bench_graph(base))
-            run_section(sections, "Serving", lambda: bench_serving(base))
+            run_section(sections, "Serving", lambda: bench_serving(base, say=progress))
         if failures and log.is_file():
             log_tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
     finally:

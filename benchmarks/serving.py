@@ -162,8 +162,8 @@ def get_json(url: str) -> Any:
         return json.loads(answer.read())
 
 
-def bench_serving(base: Path) -> Section:
-    """The serving section: see the module docstring."""
+def bench_serving(base: Path, *, say: Callable[[str], None] = progress) -> Section:
+    """The serving section: see the module docstring (`say` prints progress lines)."""
     from mlflow import MlflowClient
 
     from ml_assets.serving.backends import free_port, start_backend, stop_backend
@@ -177,7 +177,7 @@ def bench_serving(base: Path) -> Section:
     tracking_uri = f"sqlite:///{root / '.mlflow' / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update({"ML_ASSETS_ROOT": str(root), "MLFLOW_TRACKING_URI": tracking_uri, "DAGSTER_WEBSERVER_URL": ""})
-    progress("serving: training and registering the bench model (3 versions)")
+    say("serving: training and registering the bench model (3 versions)")
     code = f"from benchmarks.serving import register_versions; register_versions({tracking_uri!r})"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -192,15 +192,11 @@ def bench_serving(base: Path) -> Section:
         raw["serving"].update(changes)
         (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
-    results: dict[str, Load] = {}
-    progress("serving: MLflow's scoring server, called directly")
+    # MLflow's server stays up the whole time and is measured right before each proxy figure, so a
+    # busy moment of the machine hits a pair alike; each ratio is against its own pair's direct run.
+    results: dict[str, tuple[Load, Load]] = {}
+    say("serving: starting MLflow's scoring server (called directly) and the proxy")
     direct = start_backend(MODEL, "1", tracking_uri=tracking_uri, env=env)
-    try:
-        wait_for("MLflow's model server", lambda: urllib.request.urlopen(f"{direct.url}/ping", timeout=2).status == 200)
-        results["direct"] = load(f"{direct.url}/invocations", rows, prefix="direct")
-    finally:
-        stop_backend(direct)
-
     # held steps: a long step that never reaches its minimum sample, so the split stays put while measured
     edit_serving(mode="shadow", canary_steps=[0.5, 1.0], step_seconds=3600, min_requests_per_step=10**9)
     client.set_registered_model_alias(MODEL, "champion", "1")
@@ -208,55 +204,73 @@ def bench_serving(base: Path) -> Section:
     log = base / "serving_bench.log"
     with log.open("w") as out:
         proxy = subprocess.Popen(
-            [sys.executable, "-m", "ml_assets.serving", "--port", str(port), "--poll-seconds", "0.5"],
+            [sys.executable, "-m", "ml_assets.serving", "--port", str(port), "--poll-seconds", "1"],
             cwd=REPO,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    try:
-        progress("serving: the proxy, champion alone")
-        wait_for("the proxy on v1", lambda: get_json(f"{url}/rollout")["version"] == "1")
-        results["alone"] = load(f"{url}/invocations", rows, prefix="alone")
 
-        progress("serving: the proxy in shadow (v2 mirrored)")
+    def pair(key: str) -> None:
+        say(f"serving: {key}, direct then through the proxy")
+        results[key] = (
+            load(f"{direct.url}/invocations", rows, prefix=f"direct-{key}"),
+            load(f"{url}/invocations", rows, prefix=key),
+        )
+
+    shadow_status: dict[str, Any] = {}
+    try:
+        wait_for("MLflow's model server", lambda: urllib.request.urlopen(f"{direct.url}/ping", timeout=2).status == 200)
+        wait_for("the proxy on v1", lambda: get_json(f"{url}/rollout")["version"] == "1")
+        pair("alone")
+
         client.set_registered_model_alias(MODEL, "champion", "2")
         wait_for("v2 in shadow", lambda: (s := get_json(f"{url}/rollout"))["candidate_version"] == "2" and s["shadow"])
-        results["shadow"] = load(f"{url}/invocations", rows, prefix="shadow")
+        pair("shadow")
         shadow_status = get_json(f"{url}/rollout")
 
-        progress("serving: the proxy in canary (v3 at 50%)")
         edit_serving(mode="canary")
         client.set_registered_model_alias(MODEL, "champion", "3")
         wait_for("v3 in canary", lambda: get_json(f"{url}/rollout")["candidate_version"] == "3")
-        results["canary"] = load(f"{url}/invocations", rows, prefix="canary")
+        pair("canary")
     finally:
         proxy.send_signal(signal.SIGINT)
         try:
             proxy.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proxy.kill()
+        stop_backend(direct)
 
-    base_load = results["direct"]
+    directs = [d for d, _ in results.values()]
+    if directs:
+        middle = sorted(directs, key=lambda d: d.throughput)[len(directs) // 2]
+        section.figures.append(
+            Figure(
+                "MLflow's scoring server, direct (baseline)",
+                value=f"{middle.throughput:,.0f} req/s",
+                note=f"p50 {middle.quantile(0.5) * 1e3:.1f} ms, p99 {middle.quantile(0.99) * 1e3:.1f} ms "
+                f"(median of {len(directs)} runs, one before each proxy figure: "
+                + ", ".join(f"{d.throughput:,.0f}" for d in directs)
+                + " req/s)",
+            )
+        )
     labels = {
-        "direct": "MLflow's scoring server, direct (baseline)",
         "alone": "proxy, champion alone",
         "shadow": "proxy, shadow step (every request mirrored)",
         "canary": "proxy, canary step at 50%",
     }
     for key, label in labels.items():
-        result = results.get(key)
-        if result is None:
+        if key not in results:
             continue
-        note = f"p50 {result.quantile(0.5) * 1e3:.1f} ms, p99 {result.quantile(0.99) * 1e3:.1f} ms"
-        if key != "direct":
-            note += (
-                f"; vs direct: throughput x{result.throughput / base_load.throughput:.2f}, "
-                f"p50 x{result.quantile(0.5) / base_load.quantile(0.5):.2f}, "
-                f"p99 x{result.quantile(0.99) / base_load.quantile(0.99):.2f}"
-            )
-        note += f"; errors {result.errors}; answered by {_versions(result.versions)}"
+        before, result = results[key]
+        note = (
+            f"p50 {result.quantile(0.5) * 1e3:.1f} ms, p99 {result.quantile(0.99) * 1e3:.1f} ms; vs the direct run "
+            f"before it: throughput x{result.throughput / before.throughput:.2f}, "
+            f"p50 x{result.quantile(0.5) / before.quantile(0.5):.2f}, "
+            f"p99 x{result.quantile(0.99) / before.quantile(0.99):.2f}; errors {result.errors}; "
+            f"answered by {_versions(result.versions)}"
+        )
         section.figures.append(Figure(label, value=f"{result.throughput:,.0f} req/s", note=note))
     step = shadow_status.get("step", {})
     if "agreement" in step:
@@ -264,7 +278,8 @@ def bench_serving(base: Path) -> Section:
             Figure(
                 "  shadow agreement (identical candidate)",
                 value=f"{step['agreement']:.3f}",
-                note=f"{step.get('agreement_rows', 0):,} rows compared, {step.get('shadow_skipped', 0)} skipped",
+                note=f"{step.get('agreement_rows', 0):,} rows compared; {step.get('shadow_busy', 0)} requests not "
+                f"mirrored (candidate busy: shadow_max_in_flight), {step.get('shadow_skipped', 0)} not comparable",
             )
         )
     return section

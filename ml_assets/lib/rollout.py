@@ -153,12 +153,17 @@ class VersionWindow:
 
 @dataclass
 class Agreement:
-    """How often the candidate predicted what stable predicted, over the rows both answered (shadow steps)."""
+    """How often the candidate predicted what stable predicted, over the rows both answered (shadow steps).
+
+    `skipped` counts pairs that could not be compared (a failed or unparsable answer), `busy` the
+    requests not mirrored because `shadow_max_in_flight` mirrored requests were already waiting.
+    """
 
     rows: int = 0
     agreeing: int = 0
     compared: int = 0
     skipped: int = 0
+    busy: int = 0
     abs_diff_sum: float = 0.0
     abs_diff_count: int = 0
 
@@ -416,6 +421,7 @@ class StepReport:
             values["agreement"] = self.agreement.rate
             values["agreement_rows"] = self.agreement.rows
             values["shadow_skipped"] = self.agreement.skipped
+            values["shadow_busy"] = self.agreement.busy
             values["mean_abs_score_diff"] = self.agreement.mean_abs_diff
         return {k: v for k, v in values.items() if v is not None}
 

@@ -330,7 +330,7 @@ class Proxy:
         if router.agreement is None:
             return None
         if router.shadow_in_flight >= router.params.shadow_max_in_flight:
-            router.agreement.skipped += 1  # never queue: a slow candidate must not grow memory
+            router.agreement.busy += 1  # never queue: a slow candidate must not grow memory
             return None
         pair = _Pair()
         router.shadow_in_flight += 1
