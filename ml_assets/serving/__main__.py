@@ -44,17 +44,19 @@ def build(
     locations = resolve_locations(env)
     params_path = locations.root / "params.yaml"
     params = load_params(params_path)
-    serving = params.serving
-    if poll_seconds is not None:
-        serving = dataclasses.replace(serving, poll_seconds=poll_seconds)
-    if startup_timeout is not None:
-        serving = dataclasses.replace(serving, startup_timeout_seconds=startup_timeout)
+    overrides = {
+        name: value
+        for name, value in (("poll_seconds", poll_seconds), ("startup_timeout_seconds", startup_timeout))
+        if value is not None
+    }
+    serving = dataclasses.replace(params.serving, **overrides)
     target = Target(
         model_name=params.registry.model_name,
         tracking_uri=locations.mlflow_tracking_uri,
         params_path=params_path,
         state_path=locations.root / serving.state_path,
         env=dict(env),
+        overrides=overrides,
     )
     router = Router(model_name=target.model_name, params=serving)
     return create_app(router, lifecycle=lifecycle(target)), target

@@ -211,7 +211,7 @@ async def read_body(request: Request, *, limit: int, timeout: float) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not (declared.strip().isascii() and declared.strip().isdigit()):
             raise ProxyError(400, f"Content-Length `{declared[:40]}` is not a byte count; send the body's size")
         if int(declared) > limit:
             raise ProxyError(413, f"request body of {int(declared):,} bytes is over the limit of {limit:,} bytes")
@@ -244,7 +244,7 @@ class Proxy:
 
     async def status(self, request: Request) -> Response:
         """`GET /rollout` and `GET /champion`."""
-        return JSONResponse(self.router.status())
+        return JSONResponse(self.router.status(), headers=_stamp(self.router, self.router.stable, None))
 
     async def forward(self, request: Request) -> Response:
         """Any other path: route, forward, stream the answer back and count it."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -45,6 +46,7 @@ class Target:
     params_path: Path
     state_path: Path
     env: Mapping[str, str]
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # command-line over `serving:`
 
 
 class Controller:
@@ -148,7 +150,8 @@ class Controller:
     def reload_params(self) -> None:
         """Reads `serving:` again, so a changed mode or bound applies from the next rollout on."""
         try:
-            self.router.params = load_params(self.target.params_path).serving
+            serving = load_params(self.target.params_path).serving
+            self.router.params = dataclasses.replace(serving, **self.target.overrides)
         except (ParamsError, OSError) as error:
             log(f"{self.target.params_path}: {error}; the next rollout keeps the previous `serving:` settings")
 
