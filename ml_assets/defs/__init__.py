@@ -12,6 +12,7 @@ def build_definitions() -> dg.Definitions:
         ingestion,
         jobs,
         monitoring,
+        operations,
         registry,
         rollout,
         sensors,
@@ -23,7 +24,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(modules, include_specs=True),
         asset_checks=dg.load_asset_checks_from_modules(modules),
-        jobs=[jobs.ingest_batch_job, jobs.training_job],
+        jobs=[jobs.ingest_batch_job, jobs.training_job, monitoring.live_rollback_job, *operations.OPERATION_JOBS],
         sensors=[
             sensors.landing_sensor,
             sensors.retrain_sensor,

@@ -40,7 +40,7 @@ def test_each_validated_batch_is_scored_by_the_champion(trained: Project):
     v2 = tracking.register_version(
         client, model_name=MODEL, model_uri=v1.source, run_id=v1.run_id, tags={}, description="same weights"
     )
-    tracking.move_alias(client, MODEL, tracking.CHAMPION, str(v2.version))
+    client.set_registered_model_alias(MODEL, tracking.CHAMPION, str(v2.version))
     again = materialize(trained, dg.AssetSelection.assets("predictions"), partition_key=landed.name)
     assert again.success
     assert output_metadata(again, "predictions")["champion_version"] == 2
