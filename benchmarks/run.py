@@ -1,4 +1,4 @@
-"""`make bench`: speed and memory figures of the sensor, the code location, validation, drift and the graph.
+"""`make bench`: speed and memory figures of the sensor, the code location, validation, drift, the graph, serving.
 
 Everything runs in a temporary folder (generated data, a Dagster test instance, a SQLite MLflow store, a
 folder DVC remote) that is removed at the end; the repository's own stores are never touched. Each timing
@@ -38,6 +38,7 @@ from benchmarks.measure import (
     time_calls,
     traced_peak,
 )
+from benchmarks.serving import bench_serving
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -571,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             run_section(sections, "Batch validation", lambda: bench_validation(base))
             run_section(sections, "Drift", bench_drift)
             run_section(sections, "Graph", lambda: bench_graph(base))
+            run_section(sections, "Serving", lambda: bench_serving(base, say=progress))
         if failures and log.is_file():
             log_tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
     finally:
