@@ -31,6 +31,7 @@ def build_definitions() -> dg.Definitions:
             sensors.alert_on_run_failure,
             sensors.per_batch_automation,
             sensors.tag_run_trigger,
+            sensors.canary_rollback,
         ],
         schedules=[sensors.weekly_retrain],
         resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},

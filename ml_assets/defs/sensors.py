@@ -26,6 +26,7 @@ from ml_assets.defs.ingestion import BATCH_CHECKS, LANDING_PARTITIONS, landing_b
 from ml_assets.defs.jobs import TRIGGER_TAG, ingest_batch_job, training_job
 from ml_assets.defs.ledger import read_ledger
 from ml_assets.defs.monitoring import live_rollback_job
+from ml_assets.defs.operations import rollback_champion
 from ml_assets.defs.resources import AlertResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 from ml_assets.lib.drift import DriftReport
@@ -415,3 +416,40 @@ def tag_run_trigger(context: dg.RunStatusSensorContext) -> None:
         else "manual"
     )
     context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: trigger})
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("rollout"),
+    job=rollback_champion,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=10,
+)
+def canary_rollback(
+    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
+) -> dg.RunRequest | dg.SkipReason:
+    """When the serving proxy rolls a new champion back (a canary or shadow guardrail), `champion` follows it back.
+
+    The proxy only moves traffic; this sensor asks the one registry writer to move `champion` back
+    to the version the proxy kept serving, and only if `champion` still points at the failed one.
+    """
+    materialization = asset_event.asset_materialization
+    metadata = {k: v.value for k, v in (materialization.metadata if materialization else {}).items()}
+    if metadata.get("verdict") != "rolled_back" or not metadata.get("stable_version"):
+        return dg.SkipReason(f"rollout step `{metadata.get('verdict')}`: nothing for the registry to do")
+    failed, stable = int(metadata["candidate_version"]), int(metadata["stable_version"])
+    return dg.RunRequest(
+        run_key=f"canary_rollback:{failed}:{asset_event.timestamp}",
+        run_config={
+            "ops": {
+                "roll_back_to": {
+                    "config": {
+                        "to_version": stable,
+                        "expected_champion": failed,
+                        "reason": f"serving rolled v{failed} back: {metadata.get('reason', '')}"[:900],
+                        "requested_by": "automation:serving",
+                    }
+                }
+            }
+        },
+        tags={TRIGGER_TAG: "serving_rollback"},
+    )
