@@ -311,6 +311,7 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
         context.log.info(f"retrain ({decision.reason}): {decision.detail}")
         requests.append(
             dg.RunRequest(
+                job_name=training_job.name,
                 run_key=f"retrain:{max(cursor.after.values(), default=0)}:{now.isoformat()}",
                 tags={TRIGGER_TAG: str(decision.reason), "ml_assets/trigger_detail": decision.detail[:400]},
             )
