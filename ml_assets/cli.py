@@ -2,6 +2,7 @@
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import warnings
@@ -118,6 +119,7 @@ def reproduce(root: Path, version: str) -> int:
     import mlflow.artifacts as mlflow_artifacts
     from mlflow import MlflowClient
 
+    from ml_assets.defs.training import CONFIG_TAG, ROWS_TAG
     from ml_assets.lib.config import parse_params
     from ml_assets.lib.dvc_store import DvcStore
     from ml_assets.lib.landing import file_md5
@@ -140,8 +142,16 @@ def reproduce(root: Path, version: str) -> int:
         return 1
     import pandas as pd
 
-    reproduction = retrain(pd.read_parquet(path), params, candidate=model_version.tags["candidate"])
-    recorded = {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("test_")}
+    run = client.get_run(run_id)
+    config, rows = run.data.tags.get(CONFIG_TAG), run.data.tags.get(ROWS_TAG)
+    reproduction = retrain(
+        pd.read_parquet(path),
+        params,
+        candidate=model_version.tags["candidate"],
+        config=json.loads(config) if config else None,
+        rows=int(rows) if rows else None,
+    )
+    recorded = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
     comparison = compare_metrics(recorded, reproduction.metrics)
     print(f"  {'metric':<10} {'recorded':>20} {'reproduced':>20}")
     for metric, was, now in comparison.rows():
