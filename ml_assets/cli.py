@@ -11,7 +11,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.freshness import Freshness
 from ml_assets.lib.landing import list_landing
 from ml_assets.lib.settings import resolve_locations
 
@@ -43,6 +45,19 @@ def prepare(root: Path, params: Params) -> list[Path]:
     return written
 
 
+def pending_batches(instance: dg.DagsterInstance, landing_dir: Path) -> list[Path]:
+    """The landed files whose bytes have not been ingested under their name yet."""
+    from ml_assets.defs.ingestion import LANDING_PARTITIONS
+    from ml_assets.lib.landing import file_md5
+
+    known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
+    return [
+        path
+        for path in landed_files(landing_dir)
+        if path.name not in known or _ingested_version(instance, path.name) != file_md5(path)
+    ]
+
+
 def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landing_dir: Path) -> dict[str, bool]:
     """Runs the ingest job for every landed file whose bytes have not been ingested under its name yet.
 
@@ -50,22 +65,61 @@ def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landi
         Batch name -> whether all its checks passed.
     """
     from ml_assets.defs.ingestion import LANDING_PARTITIONS
-    from ml_assets.lib.landing import file_md5
 
     job = defs.resolve_job_def("ingest_batch_job")
     outcomes: dict[str, bool] = {}
     known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
-    for path in landed_files(landing_dir):
+    for path in pending_batches(instance, landing_dir):
         key = path.name
         if key not in known:
             instance.add_dynamic_partitions(LANDING_PARTITIONS, [key])
-        elif _ingested_version(instance, key) == file_md5(path):
-            continue
         result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET)
         failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         outcomes[key] = not failed and result.success
         print(f"batch {key}: " + ("validated" if outcomes[key] else f"REJECTED by checks {failed}"))
     return outcomes
+
+
+TRAINING_ASSETS = ("training_snapshot", *CODE_VERSIONS)
+"""The training side of the graph, parents first (what `training_job` materializes)."""
+
+
+def training_freshness(instance: dg.DagsterInstance, root: Path, params: Params) -> Freshness:
+    """Whether the training side is up to date: data versions, code versions, DVC and params unchanged."""
+    from ml_assets.lib.dvc_store import DvcStore
+    from ml_assets.lib.freshness import Recorded, training_freshness
+    from ml_assets.lib.landing import file_md5
+    from ml_assets.lib.snapshot import validated_fingerprint
+
+    records: dict[str, Recorded | None] = {}
+    for name in TRAINING_ASSETS:
+        found = instance.fetch_materializations(dg.AssetKey(name), limit=1).records
+        event = found[0].asset_materialization if found else None
+        records[name] = (
+            Recorded.from_tags(found[0].run_id, event.tags or {}, {k: v.value for k, v in event.metadata.items()})
+            if event is not None
+            else None
+        )
+    champion = instance.fetch_materializations(dg.AssetKey("champion_model"), limit=1).records
+    rolled_back = bool(champion) and any(
+        r.asset_materialization is not None and "rolled_back_to" in r.asset_materialization.metadata
+        for r in instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("live_performance"), after_storage_id=champion[0].storage_id),
+            limit=1000,
+        ).records
+    )
+    snapshot = root / params.data.snapshot_path
+    dvc = DvcStore(root=root, remote_url="")  # reads dvc.lock only
+    return training_freshness(
+        records,
+        assets=TRAINING_ASSETS,
+        code_versions=CODE_VERSIONS,
+        validated_fingerprint=validated_fingerprint(root / params.data.validated_dir),
+        snapshot_md5_on_disk=file_md5(snapshot) if snapshot.is_file() else None,
+        snapshot_md5_in_dvc=dvc.stage_outputs("training_snapshot").get(params.data.snapshot_path),
+        params_hash=params.section_hash(),
+        champion_moved=rolled_back,
+    )
 
 
 def _ingested_version(instance: dg.DagsterInstance, key: str) -> str | None:
@@ -79,14 +133,19 @@ def _ingested_version(instance: dg.DagsterInstance, key: str) -> str | None:
 
 
 def run(root: Path) -> int:
-    """Materializes the whole graph headless and prints the champion."""
-    from ml_assets.definitions import defs
-    from ml_assets.lib import tracking
-
+    """Materializes the whole graph headless and prints the champion; does nothing when nothing changed."""
     params = load_params(root / "params.yaml")
-    prepare(root, params)
+    landing = root / params.data.landing_dir
     with dg.DagsterInstance.get() as instance:
-        ingest_new_batches(defs, instance, root / params.data.landing_dir)
+        if landed_files(landing) and not pending_batches(instance, landing):
+            verdict = training_freshness(instance, root, params)
+            if verdict.fresh:
+                print(f"nothing changed (no new batch; {verdict.reason}): skipped ingest and training")
+                return print_recorded_champion(instance, params)
+        from ml_assets.definitions import defs
+
+        prepare(root, params)
+        ingest_new_batches(defs, instance, landing)
         result = defs.resolve_job_def("training_job").execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET
         )
@@ -96,7 +155,35 @@ def run(root: Path) -> int:
     if not result.success and not failed_checks:
         print("training run failed; see the run in the Dagster UI (make dev) for the step that failed", file=sys.stderr)
         return 1
+    return print_champion(root, params, failed_checks=len(failed_checks))
+
+
+def print_recorded_champion(instance: dg.DagsterInstance, params: Params) -> int:
+    """Prints the champion as the last training run recorded it in Dagster (MLflow is not even imported)."""
+
+    def metadata(asset: str) -> dict[str, object]:
+        [record] = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        event = record.asset_materialization
+        return {k: v.value for k, v in event.metadata.items()} if event else {}
+
+    champion, registered, evaluation = (
+        metadata("champion_model"),
+        metadata("registered_model"),
+        metadata("model_evaluation"),
+    )
+    print(f"\nchampion: models:/{params.registry.model_name}@champion = version {champion.get('champion_version')}")
+    print(f"  trained on snapshot {registered.get('dvc_snapshot_md5')} ({metadata('trained_model').get('winner')})")
+    print(f"  {'metric':<10} {'holdout':>8}")
+    for name in ("accuracy", "f1", "roc_auc", "log_loss"):
+        print(f"  {name:<10} {float(str(evaluation.get(f'test_{name}', 'nan'))):>8.4f}")
+    return 0
+
+
+def print_champion(root: Path, params: Params, *, failed_checks: int) -> int:
+    """Prints the registry's champion and its holdout metrics; 1 when there is none, 2 after failed gates."""
     from mlflow import MlflowClient
+
+    from ml_assets.lib import tracking
 
     uri = resolve_locations(os.environ, root=str(root)).mlflow_tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

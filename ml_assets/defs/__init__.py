@@ -6,6 +6,7 @@ import dagster as dg
 def build_definitions() -> dg.Definitions:
     """Collects the assets, checks, jobs, sensors, schedules and resources of every stage."""
     from ml_assets.defs import evaluation, features, inference, ingestion, jobs, monitoring, registry, sensors, training
+    from ml_assets.defs.io_manager import RunCachedIOManager
     from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 
     modules = [ingestion, features, training, evaluation, registry, monitoring, inference]
@@ -20,5 +21,12 @@ def build_definitions() -> dg.Definitions:
             sensors.per_batch_automation,
         ],
         schedules=[sensors.weekly_retrain],
-        resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},
+        resources={
+            "project": ProjectResource(),
+            "mlflow": MlflowResource(),
+            "alerts": AlertResource(),
+            # Pickle files like Dagster's default, but a step in the process that wrote its input
+            # takes the object itself instead of unpickling a copy (see io_manager.py).
+            "io_manager": RunCachedIOManager(),
+        },
     )
