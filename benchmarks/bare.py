@@ -49,8 +49,6 @@ def run(root: Path, *, exhaustive: bool) -> dict[str, Any]:
         steps[name] = now - since
         return now
 
-    import pandas as pd
-
     from ml_assets.lib.config import load_params
     from ml_assets.lib.evaluation import evaluate_candidate, score_model
     from ml_assets.lib.features import fit_preprocessor, infer_feature_spec, split_dataset

@@ -550,7 +550,22 @@ def main(argv: list[str] | None = None) -> int:
     """Runs every section in a temp folder and prints the table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and print its path")
+    parser.add_argument(
+        "--only",
+        help="sections to run, comma-separated: sensor, location, validation, drift, graph, scale, daemon",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=os.environ.get("ML_ASSETS_BENCH_SIZES", "10k,100k"),
+        help="sizes of the make-run-vs-bare section (10k, 100k, 1m); ML_ASSETS_BENCH_SIZES sets the default "
+        "(1m takes several minutes more)",
+    )
+    parser.add_argument("--no-exhaustive", action="store_true", help="skip the exhaustive-search comparison")
     args = parser.parse_args(argv)
+    chosen = set(args.only.split(",")) if args.only else None
+
+    def wanted(name: str) -> bool:
+        return chosen is None or name in chosen
 
     quiet_libraries()
     started = time.perf_counter()
@@ -564,11 +579,33 @@ def main(argv: list[str] | None = None) -> int:
         print(header(), flush=True)
         with library_output_to(log):
             # GX is first imported in-process by the validation section (nothing before imports it).
-            run_section(sections, "Landing sensor", lambda: bench_landing_sensor(base))
-            run_section(sections, "Code location load", lambda: bench_code_location(env))
-            run_section(sections, "Batch validation", lambda: bench_validation(base))
-            run_section(sections, "Drift", bench_drift)
-            run_section(sections, "Graph", lambda: bench_graph(base))
+            if wanted("sensor"):
+                run_section(sections, "Landing sensor", lambda: bench_landing_sensor(base))
+            if wanted("location"):
+                run_section(sections, "Code location load", lambda: bench_code_location(env))
+            if wanted("validation"):
+                run_section(sections, "Batch validation", lambda: bench_validation(base))
+            if wanted("drift"):
+                run_section(sections, "Drift", bench_drift)
+            if wanted("graph"):
+                run_section(sections, "Graph", lambda: bench_graph(base))
+            if wanted("scale"):
+                from benchmarks.scale import bench_scale
+
+                sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+                run_section(
+                    sections,
+                    "make run vs bare",
+                    lambda: bench_scale(
+                        base / "scale", sizes=sizes, exhaustive=not args.no_exhaustive, expect=expect, progress=progress
+                    ),
+                )
+            if wanted("daemon"):
+                from benchmarks.daemon import bench_daemon
+
+                run_section(
+                    sections, "Daemon path", lambda: bench_daemon(base / "daemon", expect=expect, progress=progress)
+                )
         if failures and log.is_file():
             log_tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
     finally:
