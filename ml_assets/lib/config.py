@@ -103,6 +103,7 @@ class SearchParams:
     max_rows: int | None = None
     validation_rows: int | None = None
     budget_seconds: float | None = None
+    n_jobs: int = 1
 
 
 @dataclass(frozen=True)

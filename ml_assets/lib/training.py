@@ -111,6 +111,54 @@ def _fit(estimator: Any, x: np.ndarray, y: np.ndarray, positions: np.ndarray) ->
         return estimator.fit(x[positions], y[positions])
 
 
+PARALLEL_MIN_ROWS = 20_000
+"""Rungs on fewer rows fit their configurations one after the other: worker processes cost more."""
+
+
+def _fit_and_score(
+    estimator: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    positions: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    metric: str,
+) -> tuple[Any, float, float]:
+    from ml_assets.lib.evaluation import classification_metrics
+
+    started = time.perf_counter()
+    fitted = _fit(estimator, x, y, positions)
+    score = classification_metrics(y_val, fitted.predict_proba(x_val), classes=list(fitted.classes_)).get(metric)
+    return fitted, float(score), time.perf_counter() - started
+
+
+def _fit_rung(
+    estimators: list[Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    positions: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    metric: str,
+    n_jobs: int,
+) -> list[tuple[Any, float, float]]:
+    """Fits and scores a rung's configurations, in `n_jobs` worker processes when more than one.
+
+    Each fit is single-threaded and seeded, so where it runs does not change a bit of the result;
+    joblib shares the training matrix with the workers through a memory map instead of copying it.
+    """
+    if n_jobs <= 1:
+        return [_fit_and_score(e, x, y, positions, x_val, y_val, metric) for e in estimators]
+    from joblib import Parallel, delayed
+
+    x_rung, y_rung = (x, y) if len(positions) == len(x) else (x[positions], y[positions])
+    every = np.arange(len(x_rung))
+    return Parallel(n_jobs=n_jobs, backend="loky")(
+        delayed(_fit_and_score)(e, x_rung, y_rung, every, x_val, y_val, metric) for e in estimators
+    )
+
+
 def train_candidate(
     train: pd.DataFrame,
     *,
@@ -241,7 +289,6 @@ def search_candidate(
     """
     from sklearn.pipeline import Pipeline
 
-    from ml_assets.lib.evaluation import classification_metrics
 
     started = time.perf_counter()
     columns = list(features.features)
@@ -275,27 +322,33 @@ def search_candidate(
                 break
         positions = subsample_rows(len(x_train), rows, seed=seed)
         rung_started = time.perf_counter()
+        jobs = schedule.n_jobs if len(alive) > 1 and len(positions) >= PARALLEL_MIN_ROWS else 1
+        fits = _fit_rung(
+            [build_estimator(spec.with_params(configs[index]), seed=seed) for index in alive],
+            x_train,
+            y_train,
+            positions,
+            x_val,
+            y_val,
+            metric=metric,
+            n_jobs=jobs,
+        )
         scored: list[tuple[float, int]] = []
-        for index in alive:
-            fit_started = time.perf_counter()
-            estimator = _fit(build_estimator(spec.with_params(configs[index]), seed=seed), x_train, y_train, positions)
-            score = classification_metrics(y_val, estimator.predict_proba(x_val), classes=list(estimator.classes_)).get(
-                metric
-            )
+        for index, (estimator, score, seconds) in zip(alive, fits, strict=True):
             trials.append(
                 Trial(
                     config=configs[index],
                     rung=rung,
                     rows=len(positions),
                     validation_rows=len(y_val),
-                    score=float(score),
-                    seconds=time.perf_counter() - fit_started,
+                    score=score,
+                    seconds=seconds,
                     iterations=_iterations(estimator),
                 )
             )
             if not scored or score > scored[0][0]:
                 best = (index, estimator, len(positions))
-            scored.append((float(score), index))
+            scored.append((score, index))
             scored.sort(key=lambda item: -item[0])  # stable: ties keep grid order
         previous_seconds = time.perf_counter() - rung_started
         if log:

@@ -144,3 +144,16 @@ def test_search_values_override_params_in_grid_order():
     spec = C.CandidateSpec("x", LOGISTIC, {"C": 1.0, "max_iter": 5}, search={"max_iter": (10, 20), "C": (0.1,)})
     assert spec.configurations() == [{"C": 0.1, "max_iter": 10}, {"C": 0.1, "max_iter": 20}]
     assert C.CandidateSpec("x", LOGISTIC, {"C": 1.0}).configurations() == [{"C": 1.0}]
+
+
+def test_parallel_rungs_give_the_same_trials_and_model(data, monkeypatch: pytest.MonkeyPatch):
+    split, features, _ = data
+    spec = C.CandidateSpec("rf", FOREST, {"n_estimators": 10, "n_jobs": 1}, search={"max_depth": (2, 4, 8)})
+    serial = search(data, spec, n_jobs=1)
+    monkeypatch.setattr(T, "PARALLEL_MIN_ROWS", 0)
+    parallel = search(data, spec, n_jobs=2)
+    assert [(t.config, t.rows, t.score) for t in parallel.trials] == [
+        (t.config, t.rows, t.score) for t in serial.trials
+    ]
+    x = split.validation[list(features.features)]
+    assert np.array_equal(parallel.model.predict_proba(x), serial.model.predict_proba(x))
