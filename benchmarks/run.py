@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -568,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         return chosen is None or name in chosen
 
     quiet_libraries()
+    # SIGTERM ends the run through the `finally` blocks, so servers a section started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="ml_assets_bench_"))
     sections: list[Section] = []

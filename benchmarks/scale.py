@@ -91,14 +91,27 @@ def make_data(base: Path, size: str) -> Path:
     return landing
 
 
+def write_params(path: Path) -> None:
+    """The repository's params.yaml, with the latency gate's bound raised as the tests' conftest does.
+
+    The latency is still measured on every model (the same work); only its verdict is not allowed to
+    fail a benchmark on a machine that other work slows down (the gate is unit-tested).
+    """
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["gates"]["max_p95_latency_ms"] = 1000.0
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
 def make_project(folder: Path, landing: Path) -> tuple[Path, dict[str, str]]:
     """A fresh project (repo params, dvc.yaml, GX suite; the landed files hard-linked) and its environment."""
     from ml_assets.lib.config import load_params
 
     root = folder / "repo"
     root.mkdir(parents=True)
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(REPO / name, root / name)
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    write_params(root / "params.yaml")
     shutil.copytree(REPO / "gx", root / "gx")
     target = root / load_params(root / "params.yaml").data.landing_dir
     target.mkdir(parents=True)
@@ -149,7 +162,7 @@ def bench_scale(
         bare_env = {**os.environ}
         bare_root = base / f"bare_{size}"
         bare_root.mkdir()
-        shutil.copy(REPO / "params.yaml", bare_root / "params.yaml")
+        write_params(bare_root / "params.yaml")
         (bare_root / "data").mkdir()
         (bare_root / "data" / "landing").symlink_to(landing)
         bares, graphs, reruns = [], [], []

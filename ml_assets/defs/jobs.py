@@ -23,15 +23,11 @@ training_job = dg.define_asset_job(
     # One training run at a time (the run queue limits this tag, see dagster.yaml): two triggers at
     # once queue up, and the second finds the first's fingerprint and registers nothing new.
     tags={TRIGGER_TAG: "manual", "ml_assets/serial": "training"},
-    # Candidates train in parallel processes forked from a server that imported the code and the
-    # heavy libraries once (each step would otherwise spend seconds importing MLflow and sklearn).
-    executor_def=dg.multiprocess_executor.configured(
-        {
-            "max_concurrent": 2,
-            "start_method": {
-                "forkserver": {"preload_modules": ["ml_assets.definitions", "mlflow.sklearn", "sklearn.ensemble"]}
-            },
-        }
-    ),
+    # One process for the whole run, chosen by measurement (make bench, daemon section): a process per
+    # step (the forkserver multiprocess executor) paid start-up, imports and an unpickled copy of the
+    # split for each of ~15 steps, far more than running the three candidate searches side by side
+    # saved on two cores. The search fits a rung's configurations in parallel itself
+    # (`training.search.n_jobs`), and in one process each step takes its inputs from memory.
+    executor_def=dg.in_process_executor,
     description="Snapshot -> features -> candidates -> evaluation -> gates -> registry -> champion.",
 )

@@ -289,7 +289,6 @@ def search_candidate(
     """
     from sklearn.pipeline import Pipeline
 
-
     started = time.perf_counter()
     columns = list(features.features)
     x_train = np.asarray(preprocessor.transform(train[columns]))
