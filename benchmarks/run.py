@@ -561,7 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         help="sizes of the make-run-vs-bare section (10k, 100k, 1m); ML_ASSETS_BENCH_SIZES sets the default "
         "(1m takes several minutes more)",
     )
-    parser.add_argument("--no-exhaustive", action="store_true", help="skip the exhaustive-search comparison")
+    parser.add_argument(
+        "--exhaustive",
+        default=os.environ.get("ML_ASSETS_BENCH_EXHAUSTIVE", "10k,100k,1m"),
+        help="sizes that also run the exhaustive search the halving search is compared with ('' for none)",
+    )
     args = parser.parse_args(argv)
     chosen = set(args.only.split(",")) if args.only else None
 
@@ -600,7 +604,11 @@ def main(argv: list[str] | None = None) -> int:
                     sections,
                     "make run vs bare",
                     lambda: bench_scale(
-                        base / "scale", sizes=sizes, exhaustive=not args.no_exhaustive, expect=expect, progress=progress
+                        base / "scale",
+                        sizes=sizes,
+                        exhaustive={s.strip().lower() for s in args.exhaustive.split(",") if s.strip()},
+                        expect=expect,
+                        progress=progress,
                     ),
                 )
             if wanted("daemon"):

@@ -148,7 +148,7 @@ def bench_scale(
     base: Path,
     *,
     sizes: list[str],
-    exhaustive: bool,
+    exhaustive: set[str],
     expect: Callable[[bool, str], str],
     progress: Callable[[str], None],
 ) -> Section:
@@ -237,7 +237,7 @@ def bench_scale(
                 note="; ".join(f"{k} {v:.1f}" for k, v in steps.items()),
             )
         )
-        if exhaustive:
+        if size in exhaustive:
             progress(f"scale {size}: exhaustive search (every configuration on all training rows)")
             out = base / f"exhaustive_{size}.json"
             run = run_child(
