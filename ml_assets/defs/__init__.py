@@ -5,7 +5,18 @@ import dagster as dg
 
 def build_definitions() -> dg.Definitions:
     """Collects the assets, checks, jobs, sensors, schedules and resources of every stage."""
-    from ml_assets.defs import evaluation, features, inference, ingestion, jobs, monitoring, registry, sensors, training
+    from ml_assets.defs import (
+        evaluation,
+        features,
+        inference,
+        ingestion,
+        jobs,
+        monitoring,
+        operations,
+        registry,
+        sensors,
+        training,
+    )
     from ml_assets.defs.io_manager import RunCachedIOManager
     from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 
@@ -13,7 +24,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(modules),
         asset_checks=dg.load_asset_checks_from_modules(modules),
-        jobs=[jobs.ingest_batch_job, jobs.training_job],
+        jobs=[jobs.ingest_batch_job, jobs.training_job, monitoring.live_rollback_job, *operations.OPERATION_JOBS],
         sensors=[
             sensors.landing_sensor,
             sensors.retrain_sensor,

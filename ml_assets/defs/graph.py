@@ -17,6 +17,11 @@ REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 OWNERS = ["team:ml-platform"]
 """Who answers for every asset (shown in the UI)."""
 
+WRITER_POOL = "champion_writer"
+"""The concurrency pool of every step that moves `champion` (limit 1 in dagster.yaml): one writer."""
+TRAINING_POOL = "training_run"
+"""The pool of the training assets; with run granularity, one training run at a time however launched."""
+
 RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 """For steps that talk to MLflow or the DVC remote: 2 s, 4 s, 8 s."""
 

@@ -140,10 +140,11 @@ class GateParams:
     min_roc_auc: float
     min_f1: float
     baseline_margin: float
-    max_regression: float
-    bootstrap_samples: int
+    non_inferiority_margin: float
     confidence: float
-    max_p95_latency_ms: float
+    min_power: float
+    bootstrap_samples: int
+    max_cpu_ms_per_row: float
     latency_samples: int
     min_class_share: float
 
@@ -176,6 +177,7 @@ class RetrainParams:
     performance_metric: str
     min_live_score: float
     schedule: str
+    performance_retry_minutes: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ class AutomationParams:
 
     landing_interval_seconds: int = 30
     retrain_interval_seconds: int = 30
+    settle_seconds: float = 10.0
+    max_batches_per_tick: int = 100
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,6 @@ def training_freshness(
     snapshot_md5_on_disk: str | None,
     snapshot_md5_in_dvc: str | None,
     params_hash: str,
-    champion_moved: bool = False,
 ) -> Freshness:
     """Decides whether training again would change nothing.
 
@@ -78,7 +77,6 @@ def training_freshness(
         snapshot_md5_on_disk: md5 of the snapshot file now (None when it is missing).
         snapshot_md5_in_dvc: md5 that `dvc.lock` records for it.
         params_hash: `Params.section_hash()` of `params.yaml` now.
-        champion_moved: The `champion` alias moved since the last training run (a rollback).
 
     Returns:
         Fresh, or the first reason it is not (an asset, what changed).
@@ -102,8 +100,6 @@ def training_freshness(
             parent_record = records.get(parent)
             if parent in records and (parent_record is None or parent_record.data_version != version):
                 return Freshness(False, f"`{name}` was computed from an older `{parent}`")
-    if champion_moved:
-        return Freshness(False, "the champion was rolled back since the last training run")
     registered = records.get("registered_model")
     if registered is not None and registered.metadata.get("params_hash") != params_hash:
         return Freshness(False, "params.yaml changed since the champion was registered")

@@ -59,7 +59,7 @@ def test_unchanged_graph_is_fresh_and_says_its_data_version():
         (lambda r, o: r.update(registered_model=None), "`registered_model` was never"),
         (lambda r, o: r.update(training_snapshot=None), "never materialized"),
         (lambda r, o: o.update(params_hash="edited"), "params.yaml changed"),
-        (lambda r, o: o.update(champion_moved=True), "rolled back"),
+        (lambda r, o: r.update(registered_model=record("r", None, trained_model="t")), "code version None"),
     ],
 )
 def test_any_change_makes_it_stale_with_the_reason(change, reason):
