@@ -92,16 +92,8 @@ def make_data(base: Path, size: str) -> Path:
 
 
 def write_params(path: Path) -> None:
-    """The repository's params.yaml, with the latency gate's bound raised as the tests' conftest does.
-
-    The latency is still measured on every model (the same work); only its verdict is not allowed to
-    fail a benchmark on a machine that other work slows down (the gate is unit-tested).
-    """
-    import yaml
-
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["gates"]["max_p95_latency_ms"] = 1000.0
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    """The repository's params.yaml, as it is."""
+    shutil.copy(REPO / "params.yaml", path)
 
 
 def make_project(folder: Path, landing: Path) -> tuple[Path, dict[str, str]]:
@@ -131,11 +123,11 @@ def make_project(folder: Path, landing: Path) -> tuple[Path, dict[str, str]]:
 
 
 def printed_metrics(stdout: str) -> dict[str, float]:
-    """The holdout metrics `make run` printed under the champion."""
+    """The candidate's holdout metrics `make run` printed (the first column after the name)."""
     metrics = {}
     for line in stdout.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[0] in ("accuracy", "f1", "roc_auc", "log_loss"):
+        if len(parts) >= 2 and parts[0] in ("accuracy", "f1", "roc_auc", "log_loss"):
             metrics[parts[0]] = float(parts[1])
     return metrics
 
