@@ -61,9 +61,9 @@ def run(root: Path, *, exhaustive: bool) -> dict[str, Any]:
     data = params.data
     t = step("imports", started)
     landing = root / data.landing_dir
-    frames = {stat.name: read_landed_batch(landing / stat.name) for stat in list_landing(landing)}
+    frames = {landed.key: read_landed_batch(landing / landed.name) for landed in list_landing(landing).files}
     t = step("read batches", t)
-    snapshot = union_batches(frames)
+    snapshot = union_batches(frames).frame
     del frames
     dataset_bytes = int(snapshot.memory_usage(deep=True).sum())
     t = step("union", t)
