@@ -56,7 +56,8 @@ def _failure_line(result: dg.ExecuteInProcessResult) -> str:
     if failed:
         return "REJECTED: " + "; ".join(f"{e.check_name}: {e.description or 'failed'}" for e in failed)
     errors = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    message = errors[0].step_failure_data.error.message.strip().splitlines()[0] if errors else "the run failed"
+    error = errors[0].step_failure_data.error if errors else None
+    message = error.message.strip().splitlines()[0] if error else "the run failed"
     return f"FAILED ({message}); the run's log in the Dagster UI has the trace (run {result.run_id[:8]})"
 
 
@@ -256,7 +257,7 @@ def _print_summary(result: dg.ExecuteInProcessResult, params: Params) -> None:
     """The candidate and the champion side by side, measured on the same holdout rows."""
     from ml_assets.lib import tracking
 
-    materialized = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    materialized = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events() if e.asset_key}
     if "model_evaluation" not in materialized:
         return
     evaluation = result.output_for_node("model_evaluation")

@@ -154,9 +154,10 @@ def _fit_rung(
 
     x_rung, y_rung = (x, y) if len(positions) == len(x) else (x[positions], y[positions])
     every = np.arange(len(x_rung))
-    return Parallel(n_jobs=n_jobs, backend="loky")(
+    results = Parallel(n_jobs=n_jobs, backend="loky")(
         delayed(_fit_and_score)(e, x_rung, y_rung, every, x_val, y_val, metric) for e in estimators
     )
+    return list(results)  # type: ignore[arg-type]  # joblib's stubs type it as a generator of optionals
 
 
 def train_candidate(
