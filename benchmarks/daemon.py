@@ -130,17 +130,23 @@ def run_under_dagster_dev(folder: Path, *, progress: Callable[[str], None]) -> d
             landed_at = time.time()
             _land(landing)
 
-            def champion() -> Any:
-                return instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
+            def trained() -> list[Any]:
+                runs = instance.get_run_records(dg.RunsFilter(job_name="training_job"))
+                return [r for r in runs if r.dagster_run.is_finished]
 
-            event = _wait("a promoted champion", champion, timeout=900, every=0.5)
-            done_at = event.timestamp
-            records = {
-                job: list(instance.get_run_records(dg.RunsFilter(job_name=job)))
-                for job in ("ingest_batch_job", "training_job")
-            }
-            ingest = records["ingest_batch_job"]
-            [training] = [r for r in records["training_job"] if r.end_time]
+            [training, *_] = _wait("a finished training run", trained, timeout=1800, every=0.5)
+            event = instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
+            done_at = event.timestamp if event is not None else (training.end_time or time.time())
+            ingest = list(instance.get_run_records(dg.RunsFilter(job_name="ingest_batch_job")))
+            failed_checks = [
+                f"{e.asset_key.to_user_string()}.{e.check_name}"
+                for r in instance.get_records_for_run(
+                    training.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+                ).records
+                if r.event_log_entry.dagster_event is not None
+                for e in [r.event_log_entry.dagster_event.event_specific_data]
+                if e is not None and not e.passed  # type: ignore[union-attr]
+            ]
             first_step, own = _step_timing(instance, training.dagster_run.run_id)
             ingest_walls = [r.end_time - r.start_time for r in ingest if r.start_time and r.end_time]
             return {
@@ -159,6 +165,9 @@ def run_under_dagster_dev(folder: Path, *, progress: Callable[[str], None]) -> d
                 "first_step": first_step,
                 "steps_own": own,
                 "champion_after_run": done_at - (training.end_time or done_at),
+                "promoted": event is not None,
+                "status": training.dagster_run.status.value,
+                "failed_checks": failed_checks,
             }
     finally:
         try:
@@ -213,7 +222,9 @@ def bench_daemon(base: Path, *, expect: Callable[[bool, str], str], progress: Ca
         Figure(
             "landed -> promoted champion",
             [phases["total"]],
-            note=f"dagster dev came up in {phases['boot']:.0f} s before (not counted)",
+            note=f"dagster dev came up in {phases['boot']:.0f} s before (not counted); training run "
+            f"{phases['status']} {phases['failed_checks'] or ''}: "
+            f"{expect(phases['promoted'], 'daemon path promoted a champion')}",
         ),
         Figure("  landing sensor picks the files up", [phases["sensor_pickup"]], note="first ingest run created"),
         Figure(
