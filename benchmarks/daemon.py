@@ -86,6 +86,48 @@ def _step_timing(instance: Any, run_id: str) -> tuple[float, float]:
     return first, own
 
 
+def read_phases(instance: Any, *, landed_at: float, launched_by: str) -> dict[str, Any]:
+    """Where the time went between `landed_at` and the champion, from the instance's run records."""
+    import dagster as dg
+
+    [training, *_] = [
+        r for r in instance.get_run_records(dg.RunsFilter(job_name="training_job")) if r.dagster_run.is_finished
+    ]
+    event = instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
+    done_at = event.timestamp if event is not None else (training.end_time or time.time())
+    ingest = list(instance.get_run_records(dg.RunsFilter(job_name="ingest_batch_job")))
+    failed_checks = [
+        f"{e.asset_key.to_user_string()}.{e.check_name}"
+        for r in instance.get_records_for_run(
+            training.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        ).records
+        if r.event_log_entry.dagster_event is not None
+        for e in [r.event_log_entry.dagster_event.event_specific_data]
+        if e is not None and not e.passed  # type: ignore[union-attr]
+    ]
+    first_step, own = _step_timing(instance, training.dagster_run.run_id)
+    ingest_walls = [r.end_time - r.start_time for r in ingest if r.start_time and r.end_time]
+    return {
+        "total": done_at - landed_at,
+        "sensor_pickup": min(r.create_timestamp.timestamp() for r in ingest) - landed_at,
+        "ingest_runs": max(r.end_time for r in ingest if r.end_time)
+        - min(r.create_timestamp.timestamp() for r in ingest),
+        "ingest_run_wall": sorted(ingest_walls)[len(ingest_walls) // 2] if ingest_walls else float("nan"),
+        "ingest_count": len(ingest),
+        "retrain_decision": training.create_timestamp.timestamp() - max(r.end_time for r in ingest if r.end_time),
+        "queue_and_launch": (training.start_time or 0) - training.create_timestamp.timestamp(),
+        "training_run": (training.end_time or 0) - (training.start_time or 0),
+        "training_created_to_end": (training.end_time or 0) - training.create_timestamp.timestamp(),
+        "first_step": first_step,
+        "steps_own": own,
+        "champion_after_run": done_at - (training.end_time or done_at),
+        "promoted": event is not None,
+        "launched_by": launched_by,
+        "status": training.dagster_run.status.value,
+        "failed_checks": failed_checks,
+    }
+
+
 def run_under_dagster_dev(folder: Path, *, progress: Callable[[str], None]) -> dict[str, Any]:
     """Lands the batches under a running `dagster dev`; returns the phase timings."""
     import dagster as dg
@@ -153,42 +195,8 @@ def run_under_dagster_dev(folder: Path, *, progress: Callable[[str], None]) -> d
                 runs = instance.get_run_records(dg.RunsFilter(job_name="training_job"))
                 return [r for r in runs if r.dagster_run.is_finished]
 
-            [training, *_] = _wait("a finished training run", trained, timeout=1800, every=0.5)
-            event = instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
-            done_at = event.timestamp if event is not None else (training.end_time or time.time())
-            ingest = list(instance.get_run_records(dg.RunsFilter(job_name="ingest_batch_job")))
-            failed_checks = [
-                f"{e.asset_key.to_user_string()}.{e.check_name}"
-                for r in instance.get_records_for_run(
-                    training.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-                ).records
-                if r.event_log_entry.dagster_event is not None
-                for e in [r.event_log_entry.dagster_event.event_specific_data]
-                if e is not None and not e.passed  # type: ignore[union-attr]
-            ]
-            first_step, own = _step_timing(instance, training.dagster_run.run_id)
-            ingest_walls = [r.end_time - r.start_time for r in ingest if r.start_time and r.end_time]
-            return {
-                "boot": boot,
-                "total": done_at - landed_at,
-                "sensor_pickup": min(r.create_timestamp.timestamp() for r in ingest) - landed_at,
-                "ingest_runs": max(r.end_time for r in ingest if r.end_time)
-                - min(r.create_timestamp.timestamp() for r in ingest),
-                "ingest_run_wall": sorted(ingest_walls)[len(ingest_walls) // 2] if ingest_walls else float("nan"),
-                "ingest_count": len(ingest),
-                "retrain_decision": training.create_timestamp.timestamp()
-                - max(r.end_time for r in ingest if r.end_time),
-                "queue_and_launch": (training.start_time or 0) - training.create_timestamp.timestamp(),
-                "training_run": (training.end_time or 0) - (training.start_time or 0),
-                "training_created_to_end": (training.end_time or 0) - training.create_timestamp.timestamp(),
-                "first_step": first_step,
-                "steps_own": own,
-                "champion_after_run": done_at - (training.end_time or done_at),
-                "promoted": event is not None,
-                "launched_by": launched_by,
-                "status": training.dagster_run.status.value,
-                "failed_checks": failed_checks,
-            }
+            _wait("a finished training run", trained, timeout=1800, every=0.5)
+            return {"boot": boot, **read_phases(instance, landed_at=landed_at, launched_by=launched_by)}
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)
@@ -201,7 +209,7 @@ def in_process(root: Path) -> dict[str, float]:
     """Ingests the landed files in process, then times `training_job.execute_in_process` (run in a child)."""
     import dagster as dg
 
-    from ml_assets.cli import QUIET, ingest_new_batches, prepare
+    from ml_assets.cli import QUIET, ingest_new_batches, landed_files, prepare
     from ml_assets.definitions import defs
     from ml_assets.lib.config import load_params
 
@@ -209,7 +217,9 @@ def in_process(root: Path) -> dict[str, float]:
     prepare(root, params)
     with dg.DagsterInstance.get() as instance:
         begin = time.perf_counter()
-        ingest_new_batches(defs, instance, root / params.data.landing_dir)
+        landing = root / params.data.landing_dir
+        # the bench landed these files whole: no settling wait (as for make run's own demo batches)
+        ingest_new_batches(defs, instance, landing, params=params, fresh=landed_files(landing))
         ingest = time.perf_counter() - begin
         begin = time.perf_counter()
         result = defs.resolve_job_def("training_job").execute_in_process(
