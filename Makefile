@@ -82,7 +82,7 @@ demo-data: install ## Land one more demo batch (ARGS="--drift 1.0" or "--bad wro
 mlflow-ui: install ## Open the MLflow UI on the local store (127.0.0.1:5000)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db"
 
-serve: install ## Serve the champion over HTTP (PORT=5001)
+serve: install ## Serve the champion over HTTP with shadow/canary rollout (PORT=5001)
 	$(BIN)/python -m ml_assets.serving --host 127.0.0.1 --port $(if $(filter file,$(origin PORT)),5001,$(PORT))
 
 clean: ## Remove the local stores and data (keeps .venv)

@@ -1,4 +1,4 @@
-"""`make bench`: speed and memory figures of the sensor, the code location, validation, drift and the graph.
+"""`make bench`: speed and memory figures of the sensor, the code location, validation, drift, the graph, serving.
 
 Everything runs in a temporary folder (generated data, a Dagster test instance, a SQLite MLflow store, a
 folder DVC remote) that is removed at the end; the repository's own stores are never touched. Each timing
@@ -39,6 +39,7 @@ from benchmarks.measure import (
     time_calls,
     traced_peak,
 )
+from benchmarks.serving import bench_serving
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -377,7 +378,9 @@ class GraphPass:
 
         self.folder = folder
         self.assets = list(defs.assets or []) + list(defs.asset_checks or [])
-        self.train_selection = dg.AssetSelection.assets("training_snapshot").downstream()  # as graph.py train()
+        self.train_selection = dg.AssetSelection.assets("training_snapshot").downstream() - dg.AssetSelection.assets(
+            "predictions"
+        )
         self.ingest_selection = ingest_batch_job.selection  # what the landing sensor's runs materialize
         self.times: dict[str, list[float]] = {}
         self.notes: dict[str, str] = {}
@@ -553,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and print its path")
     parser.add_argument(
         "--only",
-        help="sections to run, comma-separated: sensor, location, validation, drift, graph, scale, daemon",
+        help="sections to run, comma-separated: sensor, location, validation, drift, graph, serving, scale, daemon",
     )
     parser.add_argument(
         "--sizes",
@@ -596,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_section(sections, "Drift", bench_drift)
             if wanted("graph"):
                 run_section(sections, "Graph", lambda: bench_graph(base))
+            if wanted("serving"):
+                run_section(sections, "Serving", lambda: bench_serving(base, say=progress))
             if wanted("scale"):
                 from benchmarks.scale import bench_scale
 

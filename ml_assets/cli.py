@@ -20,10 +20,7 @@ from ml_assets.lib.landing import list_landing
 from ml_assets.lib.settings import resolve_locations
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-"""Steps log to the run's event log (the Dagster UI shows it, traces included).
-
-The terminal gets one line per outcome.
-"""
+"""Steps log to the run's event log (the UI shows it, traces included); the terminal gets one line each."""
 
 
 def landed_files(landing_dir: Path) -> list[Path]:
@@ -55,10 +52,11 @@ def _failure_line(result: dg.ExecuteInProcessResult) -> str:
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     if failed:
         return "REJECTED: " + "; ".join(f"{e.check_name}: {e.description or 'failed'}" for e in failed)
-    errors = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    error = errors[0].step_failure_data.error if errors else None
-    message = error.message.strip().splitlines()[0] if error else "the run failed"
-    return f"FAILED ({message}); the run's log in the Dagster UI has the trace (run {result.run_id[:8]})"
+    errors = [e.step_failure_data.error for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    error, message = (errors[0] if errors else None), "the run failed"
+    while error is not None:  # the innermost cause is ours (Dagster's retry wraps it)
+        message, error = error.message.strip().splitlines()[0], error.cause
+    return f"FAILED: {message}; the run's log in the Dagster UI has the trace (run {result.run_id[:8]})"
 
 
 def ingest_new_batches(
@@ -113,7 +111,7 @@ def ingest_new_batches(
             partition_key=landed.key,
             raise_on_error=False,
             run_config=QUIET,
-            tags={"ml_assets/trigger": "make_run"},
+            tags=_cli_tags(),
         )
         outcomes[landed.name] = result.success
         print(f"batch {landed.name}: " + ("validated" if result.success else _failure_line(result)))
@@ -257,7 +255,7 @@ def _print_summary(result: dg.ExecuteInProcessResult, params: Params) -> None:
     """The candidate and the champion side by side, measured on the same holdout rows."""
     from ml_assets.lib import tracking
 
-    materialized = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events() if e.asset_key}
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
     if "model_evaluation" not in materialized:
         return
     evaluation = result.output_for_node("model_evaluation")

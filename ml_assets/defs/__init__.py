@@ -14,15 +14,16 @@ def build_definitions() -> dg.Definitions:
         monitoring,
         operations,
         registry,
+        rollout,
         sensors,
         training,
     )
     from ml_assets.defs.io_manager import RunCachedIOManager
     from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 
-    modules = [ingestion, features, training, evaluation, registry, monitoring, inference]
+    modules = [ingestion, features, training, evaluation, registry, monitoring, inference, rollout]
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(modules),
+        assets=dg.load_assets_from_modules(modules, include_specs=True),
         asset_checks=dg.load_asset_checks_from_modules(modules),
         jobs=[jobs.ingest_batch_job, jobs.training_job, monitoring.live_rollback_job, *operations.OPERATION_JOBS],
         sensors=[
@@ -30,6 +31,7 @@ def build_definitions() -> dg.Definitions:
             sensors.retrain_sensor,
             sensors.alert_on_run_failure,
             sensors.per_batch_automation,
+            sensors.tag_run_trigger,
         ],
         schedules=[sensors.weekly_retrain],
         resources={

@@ -19,7 +19,8 @@ ingest_batch_job = dg.define_asset_job(
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.assets("training_snapshot").downstream(),
+    # The batch scores depend on the champion too, but per batch: the automation sensor rescores them.
+    selection=dg.AssetSelection.assets("training_snapshot").downstream() - dg.AssetSelection.assets("predictions"),
     # One training run at a time comes from the `training_run` pool of its assets (dagster.yaml),
     # so runs launched from the UI queue up the same way.
     tags={TRIGGER_TAG: "manual"},

@@ -105,9 +105,7 @@ def batch_drift(
     code_version=code_version("2", "retrain.performance_metric", "retrain.min_live_score"),
     retry_policy=RETRY,
     automation_condition=dg.AutomationCondition.eager(),
-    check_specs=[
-        dg.AssetCheckSpec("champion_meets_min_live_score", asset="live_performance", partitions_def=landing_batches)
-    ],
+    output_required=False,
 )
 def live_performance(
     context: dg.AssetExecutionContext,
@@ -129,17 +127,14 @@ def live_performance(
     name, target, metric = params.registry.model_name, params.data.target, params.retrain.performance_metric
     champion = tracking.load_champion(mlflow.client(), mlflow.uri, name)
     labels = landed_batch[target].dropna() if target in landed_batch else pd.Series(dtype=float)
-    status = "no_champion" if champion.version is None else "unlabelled" if labels.nunique() < 2 else None
-    if status or champion.model is None:
-        status = status or "champion_unloadable"
-        detail = champion.blocker or {"no_champion": "no champion yet", "unlabelled": "no labels in this batch"}[status]
-        yield dg.Output({"status": status, "degraded": False}, metadata={"status": status, "detail": detail})
-        yield dg.AssetCheckResult(
-            passed=status != "champion_unloadable",
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"not measured: {detail}",
+    if champion.version is None or labels.nunique() < 2:  # nothing to measure: no materialization, no green
+        context.log.info(
+            f"batch `{context.partition_key}`: live performance not measured: "
+            + (f"no champion of `{name}` yet" if champion.version is None else "the batch has no labels (two classes)")
         )
         return
+    if champion.model is None:
+        raise dg.Failure(f"champion v{champion.version} of `{name}` cannot be loaded: {champion.blocker}")
     rows = landed_batch.loc[labels.index]
     check = evaluate_live_performance(
         champion.model, rows, target=target, metric=metric, threshold=params.retrain.min_live_score
@@ -164,11 +159,19 @@ def live_performance(
         "detail": check.detail,
     }
     yield dg.Output(result, metadata=result)
-    yield dg.AssetCheckResult(
-        passed=not check.degraded,
+
+
+@dg.asset_check(asset=live_performance, partitions_def=landing_batches)
+def champion_meets_min_live_score(live_performance: dict[str, Any]) -> dg.AssetCheckResult:
+    """The champion meets `retrain.min_live_score` on this batch's labels (a failed check stays until resolved)."""
+    return dg.AssetCheckResult(
+        passed=not live_performance["degraded"],
         severity=dg.AssetCheckSeverity.ERROR,
-        description=check.detail,
-        metadata={metric: check.champion_score, f"min_{metric}": params.retrain.min_live_score},
+        description=live_performance["detail"],
+        metadata={
+            "champion_version": live_performance["champion_version"],
+            "score": live_performance["champion_score"],
+        },
     )
 
 
@@ -191,97 +194,52 @@ def weigh_rollback(
 
     Every earlier champion in the history (never one rolled back before) is scored on the same
     labelled rows as the degraded champion; `ml_assets/lib/retrain.py` `decide_rollback` holds the
-    rule. The move goes through the one registry writer, so a pin or a newer champion wins.
+    rule, and the move goes through the one registry writer, so a pin or a newer champion wins.
     """
-    from ml_assets.lib import promotion, tracking
-    from ml_assets.lib.retrain import decide_rollback
-    from ml_assets.lib.snapshot import validated_batch_path
+    from ml_assets.lib import promotion
+    from ml_assets.lib.snapshot import read_validated
 
     params = project.params()
-    name, target, current = params.registry.model_name, params.data.target, str(config.champion_version)
-    client = mlflow.client()
-    folder = project.path(params.data.validated_dir)
-    frames = [pd.read_parquet(p) for b in config.batches if (p := validated_batch_path(folder, b)).is_file()]
-    rows = pd.concat(frames, ignore_index=True).dropna(subset=[target]) if frames else pd.DataFrame()
-    earlier = promotion.rollback_candidates(client, name, current=current)
-    proba, classes = {}, None
-    for version in [current, *earlier]:
-        try:
-            model = tracking.load_model(mlflow.uri, f"models:/{name}/{version}")
-            proba[version] = model.predict_proba(rows.drop(columns=[target]))
-            classes = classes or list(model.classes_)
-        except Exception as error:  # an earlier version that cannot score today's rows is no candidate
-            context.log.warning(f"v{version} cannot score the live rows ({error}); not a rollback candidate")
-    if current not in proba or rows.empty:
-        alerts.send(
-            context,
-            Alert(
-                title=f"`{name}` v{current}: rollback not weighed",
-                detail="no labelled rows or the champion cannot score them",
-            ),
-        )
-        return
-    decision = decide_rollback(
-        rows[target],
-        {v: p for v, p in proba.items() if list(p.shape)[1:] == [len(classes or [])]},
+    name, current = params.registry.model_name, str(config.champion_version)
+    outcome = promotion.roll_back_if_better(
+        mlflow.client(),
+        mlflow.uri,
+        name,
+        rows=read_validated(project.path(params.data.validated_dir), config.batches, target=params.data.target),
+        target=params.data.target,
         current=current,
-        classes=classes or [],
         min_score=params.retrain.min_live_score,
         samples=params.gates.bootstrap_samples,
         confidence=params.gates.confidence,
         seed=params.split.seed,
+        run_id=context.run_id,
+        now=datetime.now(UTC),
     )
-    context.log.info(decision.detail)
-    if decision.to_version is None:
+    for note in outcome.unscorable:
+        context.log.warning(f"not a rollback candidate: {note}")
+    if outcome.event is None:
+        title = "rollback refused" if outcome.refused else "no earlier version is better"
+        detail = outcome.refused or outcome.detail
         alerts.send(
             context,
             Alert(
-                title=f"`{name}` v{current} degraded and no earlier version is better",
-                detail=f"{decision.detail}. Retraining (reason: performance); a person may approve a challenger, "
+                title=f"`{name}` v{current} degraded; {title}",
+                detail=f"{detail}. Retraining (reason: performance); a person may approve a challenger, "
                 "force a rollback (`rollback_champion`) or pin (`pin_champion`)",
             ),
         )
         return
-    try:
-        event = promotion.move_champion(
-            client,
-            name,
-            to_version=decision.to_version,
-            expected=current,
-            action="rollback",
-            reason=decision.detail[:1000],
-            actor="automation:performance",
-            run_id=context.run_id,
-            now=datetime.now(UTC),
-            automated=True,
-            metrics={f"live_roc_auc_v{v}": s for v, s in decision.scores.items()},
-        )
-    except promotion.PromotionRefused as refused:
-        alerts.send(context, Alert(title=f"`{name}` v{current} degraded; rollback refused", detail=str(refused)))
-        return
-    context.log_event(
-        dg.AssetMaterialization(
-            "champion_model",
-            metadata={
-                "champion_version": int(event.version or 0),
-                "replaced_version": int(current),
-                "action": "rollback",
-            },
-        )
-    )
+    metadata = {"champion_version": int(outcome.event.version or 0), "replaced_version": int(current)}
+    context.log_event(dg.AssetMaterialization("champion_model", metadata={**metadata, "action": "rollback"}))
     context.log_event(dg.AssetMaterialization("champion_history", metadata=history_metadata(mlflow, name)))
     alerts.send(
         context,
-        Alert(
-            title=f"`{name}` rolled back from v{current} to v{event.version}",
-            detail=decision.detail,
-            severity="warning",
-        ),
+        Alert(title=f"`{name}` rolled back from v{current} to v{outcome.event.version}", detail=outcome.detail),
     )
 
 
 @dg.job(
-    description="Weigh a rollback of a degraded champion to an earlier, credibly better one (started by the retrain sensor)."
+    description="Weigh a rollback of a degraded champion to a credibly better earlier one (from the retrain sensor)."
 )
 def live_rollback_job() -> None:
     """Weigh a rollback."""

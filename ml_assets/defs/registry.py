@@ -124,7 +124,7 @@ def loads_from_registry_and_matches(
 def no_regression_vs_champion(
     project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
 ) -> dg.AssetCheckResult:
-    """Non-inferior to the champion it was compared with (paired bootstrap on the same holdout), or nothing is promoted."""
+    """Not worse than the champion it was compared with, by a paired bootstrap on the same holdout."""
     limits = project.params().gates
     verdict = gates.non_inferior(
         model_evaluation.comparison, margin=limits.non_inferiority_margin, min_power=limits.min_power
@@ -164,7 +164,10 @@ def champion_model(
     registered_model: str,
     model_evaluation: CandidateEvaluation,
 ) -> dg.Output[str]:
-    """The production model: the registry's `champion` alias, moved to the challenger only if it still points where the comparison was made."""
+    """The production model: `champion`, moved to the challenger only if it still points where it was compared.
+
+    The move is a compare-and-set in the one writer pool; the event is kept in `champion_history`.
+    """
     from ml_assets.lib import promotion
 
     name = project.params().registry.model_name
@@ -218,7 +221,10 @@ def champion_model(
     code_version="1",
 )
 def champion_history(mlflow: MlflowResource, project: ProjectResource) -> dg.MaterializeResult:
-    """Every promotion, approval, rollback and pin of `champion`, read from the registry (newest first), with the holdout metrics of each version."""
+    """Every promotion, approval, rollback and pin of `champion`, newest first, with each version's metrics.
+
+    Read from the registry's own history tags, so `make run`, the sensors and people share one book.
+    """
     return dg.MaterializeResult(metadata=history_metadata(mlflow, project.params().registry.model_name))
 
 

@@ -72,7 +72,7 @@ class LandingCursor:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
-    """Validates each complete landed file with new content, and validates again any batch whose validation never finished.
+    """Validates each complete landed file with new content, and again any batch whose validation never finished.
 
     Run keys are the content md5, so the same bytes never start a second run, whatever the file is
     called and even if the cursor is lost; a batch that `make run` (or a person) already validated
@@ -253,7 +253,7 @@ def _degradation(raw: dict[str, Any] | None) -> Degradation | None:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
-    """Starts a training run when the retrain policy says so (`ml_assets/lib/retrain.py`), and weighs a rollback for a degraded champion.
+    """Starts a training run when the retrain policy says so, and a rollback weighing for a degraded champion.
 
     It reads only events newer than its cursor: validated batches (rows), drift reports, live
     performance and champion changes. It waits while batches are still being validated or a training
@@ -389,3 +389,29 @@ per_batch_automation = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=GRAPH.automation.landing_interval_seconds,
     description="Keeps, monitors and scores a batch whose landed_batch was materialized outside ingest_batch_job.",
 )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.STARTED,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=5,
+)
+def tag_run_trigger(context: dg.RunStatusSensorContext) -> None:
+    """Tags every run with `ml_assets/trigger`, also those launched from the UI or by a backfill.
+
+    Sensor and schedule runs carry the tag from their request; a run without it was launched by a
+    person (Materialize, Materialize all, the launchpad) or by Dagster's own automation, which
+    Dagster's own tags tell apart.
+    """
+    run = context.dagster_run
+    if TRIGGER_TAG in run.tags:
+        return
+    tags = run.tags
+    trigger = (
+        "backfill"
+        if "dagster/backfill" in tags
+        else "automation"
+        if "dagster/from_automation_condition" in tags or tags.get("dagster/sensor_name") == "per_batch_automation"
+        else "manual"
+    )
+    context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: trigger})

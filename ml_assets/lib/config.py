@@ -190,6 +190,50 @@ class AutomationParams:
     max_batches_per_tick: int = 100
 
 
+ROLLOUT_MODES = ("shadow", "canary", "direct")
+
+
+@dataclass(frozen=True)
+class ServingParams:
+    """How `make serve` proxies requests and rolls a new champion out (see `ml_assets/lib/rollout.py`)."""
+
+    mode: str = "canary"
+    canary_steps: tuple[float, ...] = (0.1, 0.5, 1.0)
+    step_seconds: float = 60.0
+    min_requests_per_step: int = 100
+    max_error_rate: float = 0.02
+    max_p99_latency_ratio: float = 2.0
+    min_agreement: float | None = None
+    max_body_bytes: int = 1_048_576
+    body_timeout_seconds: float = 10.0
+    backend_timeout_seconds: float = 30.0
+    poll_seconds: float = 5.0
+    startup_timeout_seconds: float = 300.0
+    shadow_max_in_flight: int = 64
+    latency_window: int = 10_000
+    state_path: str = ".serving/rollout.json"
+
+    def __post_init__(self) -> None:
+        steps = tuple(float(s) for s in self.canary_steps)
+        object.__setattr__(self, "canary_steps", steps)
+        if self.mode not in ROLLOUT_MODES:
+            raise ParamsError(f"params.yaml: `serving.mode` is `{self.mode}`; use one of {', '.join(ROLLOUT_MODES)}")
+        if not steps or steps[-1] != 1.0 or any(not a < b for a, b in zip((0.0, *steps), steps, strict=False)):
+            raise ParamsError(
+                f"params.yaml: `serving.canary_steps` is {list(steps)}; give increasing shares in (0, 1] ending "
+                "with 1.0 (reaching 1.0 promotes the new version)"
+            )
+        if not 0 <= self.max_error_rate < 1 or self.max_p99_latency_ratio <= 0:
+            raise ParamsError("params.yaml: `serving.max_error_rate` must be in [0, 1) and `max_p99_latency_ratio` > 0")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            raise ParamsError(f"params.yaml: `serving.min_agreement` is {self.min_agreement}; use null or [0, 1]")
+        positive = ("step_seconds", "min_requests_per_step", "max_body_bytes", "body_timeout_seconds")
+        positive += ("backend_timeout_seconds", "poll_seconds", "startup_timeout_seconds", "latency_window")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ParamsError(f"params.yaml: `serving.{name}` is {getattr(self, name)}; it must be positive")
+
+
 @dataclass(frozen=True)
 class Params:
     """All of `params.yaml`, parsed."""
@@ -205,6 +249,7 @@ class Params:
     retrain: RetrainParams
     automation: AutomationParams
     raw: Mapping[str, Any]
+    serving: ServingParams = field(default_factory=ServingParams)
 
     def section_hash(self, *sections: str) -> str:
         """Returns a short, stable hash of the named top-level sections (all when none named).
@@ -331,6 +376,7 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         retrain=_build(RetrainParams, raw, "retrain"),
         automation=_build(AutomationParams, raw, "automation") if "automation" in raw else AutomationParams(),
         raw=dict(raw),
+        serving=_build(ServingParams, raw, "serving") if "serving" in raw else ServingParams(),
     )
 
 

@@ -231,6 +231,89 @@ def rollback_candidates(client: MlflowClient, model_name: str, *, current: str) 
     return [v for v in seen if not client.get_model_version(model_name, v).tags.get(ROLLED_BACK_TAG)]
 
 
+@dataclass(frozen=True)
+class RollbackOutcome:
+    """What `roll_back_if_better` decided and did.
+
+    Attributes:
+        detail: The rule's verdict, naming every version weighed.
+        event: The rollback recorded, or None when nothing moved.
+        refused: Why the writer refused a rollback the rule asked for (a pin, a newer champion).
+        unscorable: Earlier versions that could not score the live rows (never candidates).
+    """
+
+    detail: str
+    event: ChampionEvent | None = None
+    refused: str | None = None
+    unscorable: list[str] = field(default_factory=list)
+
+
+def roll_back_if_better(
+    client: MlflowClient,
+    tracking_uri: str,
+    model_name: str,
+    *,
+    rows: Any,
+    target: str,
+    current: str,
+    min_score: float,
+    samples: int,
+    confidence: float,
+    seed: int,
+    run_id: str,
+    now: datetime,
+) -> RollbackOutcome:
+    """Scores the degraded champion and every earlier champion on the same live rows; rolls back if the rule says so.
+
+    The rule is `ml_assets.lib.retrain.decide_rollback`; the move goes through `move_champion`
+    (compare-and-set against `current`, pins respected, never onto a version rolled back before).
+    """
+    from ml_assets.lib.retrain import decide_rollback
+    from ml_assets.lib.tracking import load_model
+
+    features = rows.drop(columns=[target])
+    proba, classes, unscorable = {}, None, []
+    for version in [current, *rollback_candidates(client, model_name, current=current)]:
+        try:
+            model = load_model(tracking_uri, f"models:/{model_name}/{version}")
+            if classes is not None and [str(c) for c in model.classes_] != [str(c) for c in classes]:
+                raise ValueError(f"it predicts other classes ({list(model.classes_)})")
+            proba[version], classes = model.predict_proba(features), classes or list(model.classes_)
+        except Exception as error:  # an earlier version that cannot score today's rows is no candidate
+            if version == current:
+                return RollbackOutcome(detail=f"the champion v{current} cannot score the live rows ({error})")
+            unscorable.append(f"v{version}: {error}")
+    decision = decide_rollback(
+        rows[target],
+        proba,
+        current=current,
+        classes=classes or [],
+        min_score=min_score,
+        samples=samples,
+        confidence=confidence,
+        seed=seed,
+    )
+    if decision.to_version is None:
+        return RollbackOutcome(detail=decision.detail, unscorable=unscorable)
+    try:
+        event = move_champion(
+            client,
+            model_name,
+            to_version=decision.to_version,
+            expected=current,
+            action="rollback",
+            reason=decision.detail[:1000],
+            actor="automation:performance",
+            run_id=run_id,
+            now=now,
+            automated=True,
+            metrics={f"live_roc_auc_v{v}": s for v, s in decision.scores.items()},
+        )
+    except PromotionRefused as refused:
+        return RollbackOutcome(detail=decision.detail, refused=str(refused), unscorable=unscorable)
+    return RollbackOutcome(detail=decision.detail, event=event, unscorable=unscorable)
+
+
 def history_records(events: list[ChampionEvent]) -> list[dict[str, Any]]:
     """The history as flat rows for a table (newest first)."""
     return [

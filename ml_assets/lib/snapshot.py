@@ -67,6 +67,13 @@ def supersede(validated_dir: Path, batch: str, *, landed_md5: str) -> Path | Non
     return target
 
 
+def read_validated(validated_dir: Path, batches: Sequence[str], *, target: str) -> pd.DataFrame:
+    """The labelled rows of the named validated batches (those still kept), one frame."""
+    frames = [pd.read_parquet(p) for b in batches if (p := validated_batch_path(validated_dir, b)).is_file()]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[target])
+    return rows.dropna(subset=[target]) if target in rows else rows.iloc[0:0]
+
+
 def validated_fingerprint(validated_dir: Path) -> str:
     """Identifies the set of validated batches (names and sizes) without reading them.
 

@@ -1,4 +1,4 @@
-"""Fault injection on the real graph: nothing that cannot be compared, asked or finished ever changes the champion or loses a row."""
+"""Fault injection on the real graph: what cannot be compared, asked or finished never moves the champion."""
 
 from __future__ import annotations
 
@@ -102,7 +102,9 @@ def test_a_pin_stops_automation_and_a_person_approves_from_the_ui(trained: Proje
     challenger = aliases(trained)[tracking.CHALLENGER]
     assert aliases(trained)[tracking.CHAMPION] == "1"
 
-    approved = launch("approve_challenger", {"approve_version": {"config": {"reason": "reviewed", "requested_by": "bo"}}})
+    approved = launch(
+        "approve_challenger", {"approve_version": {"config": {"reason": "reviewed", "requested_by": "bo"}}}
+    )
     assert approved.success
     assert aliases(trained)[tracking.CHAMPION] == challenger
     client = trained.mlflow_client()
@@ -112,7 +114,9 @@ def test_a_pin_stops_automation_and_a_person_approves_from_the_ui(trained: Proje
         "champion_history",
     }
 
-    back = launch("rollback_champion", {"roll_back_to": {"config": {"to_version": 1, "reason": "bad", "requested_by": "bo"}}})
+    back = launch(
+        "rollback_champion", {"roll_back_to": {"config": {"to_version": 1, "reason": "bad", "requested_by": "bo"}}}
+    )
     assert back.success and aliases(trained)[tracking.CHAMPION] == "1"
     assert promotion.ROLLED_BACK_TAG in client.get_model_version(MODEL, challenger).tags
     actions = [e.action for e in promotion.history(client.get_registered_model(MODEL).tags)]

@@ -37,7 +37,9 @@ def test_paired_difference_matches_sklearn_and_brackets_a_real_lead():
     )
     assert lead.difference == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, bad))
     assert 0 < lead.lower < lead.difference and lead.standard_error > 0
-    same = E.paired_auc_difference(y, as_proba(good), as_proba(good), classes=[0, 1], samples=50, confidence=0.95, seed=0)
+    same = E.paired_auc_difference(
+        y, as_proba(good), as_proba(good), classes=[0, 1], samples=50, confidence=0.95, seed=0
+    )
     assert same.difference == same.lower == 0
 
 
@@ -111,7 +113,9 @@ def test_non_inferiority_gate(lower, passed):
 def test_non_inferiority_says_when_the_holdout_is_too_small():
     verdict = G.non_inferior(compared(-0.03, error=0.02, rows=200), margin=0.025, min_power=0.9)
     assert not verdict.passed
-    assert "holdout is too small to decide: with 200 rows" in verdict.message and "approve_challenger" in verdict.message
+    assert (
+        "holdout is too small to decide: with 200 rows" in verdict.message and "approve_challenger" in verdict.message
+    )
     assert verdict.observed["power_if_equal"] < 0.9
 
 

@@ -61,7 +61,10 @@ def test_hidden_and_foreign_files_are_listed_as_ignored_with_a_reason(tmp_path: 
     write(tmp_path, "ok.csv")
     listing = list_landing(tmp_path)
     assert [f.name for f in listing.files] == ["ok.csv"]
-    assert "upload in progress" in listing.ignored[".leading-dot.csv"] and "not a batch file" in listing.ignored["notes.txt"]
+    assert (
+        "upload in progress" in listing.ignored[".leading-dot.csv"]
+        and "not a batch file" in listing.ignored["notes.txt"]
+    )
 
 
 def test_scan_takes_complete_new_content_once_and_never_skips_a_file(tmp_path: Path):
@@ -70,7 +73,9 @@ def test_scan_takes_complete_new_content_once_and_never_skips_a_file(tmp_path: P
     write(tmp_path, "cut.csv", ROWS + "9,")
     state, taken = LandingState(), []
     for _ in range(4):  # at most two per scan: the rest wait, none is lost
-        found = scan(list_landing(tmp_path), state, landing_dir=tmp_path, now_ns=time.time_ns(), settle_seconds=0, limit=2)
+        found = scan(
+            list_landing(tmp_path), state, landing_dir=tmp_path, now_ns=time.time_ns(), settle_seconds=0, limit=2
+        )
         taken += [b.name for b in found.new]
         state = found.state
         assert "cut.csv" in found.waiting
@@ -103,11 +108,20 @@ def test_ledger_balances_and_names_the_rows_it_cannot_account_for():
     ]
     report = LG.reconcile(entries, snapshot)
     assert report.balanced and report.totals == {
-        "landed": 17, "validated": 5, "quarantined": 7, "pending": 5, "in_snapshot": 4, "duplicates": 1,
+        "landed": 17,
+        "validated": 5,
+        "quarantined": 7,
+        "pending": 5,
+        "in_snapshot": 4,
+        "duplicates": 1,
     }
     assert "17 landed rows = 5 validated + 7 quarantined + 5 pending" in report.summary()
     assert "`d` (5 rows)" in report.summary()
 
-    stale = LG.reconcile([LG.BatchEntry("a", "m9", 3, "validated"), LG.BatchEntry("b", "m2", 2, "quarantined")], snapshot)
+    stale = LG.reconcile(
+        [LG.BatchEntry("a", "m9", 3, "validated"), LG.BatchEntry("b", "m2", 2, "quarantined")], snapshot
+    )
     assert not stale.balanced
-    assert any("another version" in p for p in stale.problems) and any("`b` is quarantined" in p for p in stale.problems)
+    assert any("another version" in p for p in stale.problems) and any(
+        "`b` is quarantined" in p for p in stale.problems
+    )

@@ -31,8 +31,16 @@ def registry(tmp_path: Path, mlflow_template: Path):
 
 def move(client, to: str, expected: str | None, *, action="promote", automated=True) -> P.ChampionEvent:
     return P.move_champion(
-        client, MODEL, to_version=to, expected=expected, action=action, reason=f"{action} v{to}",
-        actor="test", run_id="run-1", now=NOW, automated=automated,
+        client,
+        MODEL,
+        to_version=to,
+        expected=expected,
+        action=action,
+        reason=f"{action} v{to}",
+        actor="test",
+        run_id="run-1",
+        now=NOW,
+        automated=automated,
     )
 
 

@@ -11,7 +11,9 @@ def test_a_registry_that_answers_503_is_never_read_as_no_champion(down: str):
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=down, registry_uri=down)
-    with pytest.raises(T.RegistryUnavailable, match=rf"at `{down}` could not read the aliases of `m`.*nothing was changed"):
+    with pytest.raises(
+        T.RegistryUnavailable, match=rf"at `{down}` could not read the aliases of `m`.*nothing was changed"
+    ):
         T.read_aliases(client, "m")
     with pytest.raises(T.RegistryUnavailable):
         T.load_champion(client, down, "m")
