@@ -2,6 +2,7 @@
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -12,7 +13,9 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.freshness import Freshness
 from ml_assets.lib.landing import list_landing
 from ml_assets.lib.settings import resolve_locations
 
@@ -115,6 +118,75 @@ def ingest_new_batches(
     return outcomes
 
 
+def pending_batches(instance: dg.DagsterInstance, landing_dir: Path) -> list[str]:
+    """Landed files the batch ledger has not settled (new content, or a validation that never finished)."""
+    from ml_assets.defs.ingestion import BATCH_CHECKS
+    from ml_assets.defs.ledger import read_ledger
+    from ml_assets.lib.landing import file_md5
+
+    ledger = {entry.batch: entry for entry in read_ledger(instance, BATCH_CHECKS)}
+    pending = []
+    for landed in list_landing(landing_dir).files:
+        entry = ledger.get(landed.key)
+        if entry is None or entry.status == "pending" or entry.landed_md5 != file_md5(landing_dir / landed.name):
+            pending.append(landed.name)
+    return pending
+
+
+TRAINING_ASSETS = ("training_snapshot", *CODE_VERSIONS)
+"""The training side of the graph whose versions decide a retrain, parents first."""
+
+
+def training_freshness(instance: dg.DagsterInstance, root: Path, params: Params) -> Freshness:
+    """Whether training again would change nothing: data versions, code versions, DVC and params unchanged.
+
+    A champion moved outside a training run (a rollback, a pin, an approval) is recorded as a
+    `champion_model` materialization without the training run's code version, so it counts as a change.
+    """
+    from ml_assets.lib.dvc_store import DvcStore
+    from ml_assets.lib.freshness import Recorded, training_freshness
+    from ml_assets.lib.landing import file_md5
+    from ml_assets.lib.snapshot import validated_fingerprint
+
+    records: dict[str, Recorded | None] = {}
+    for name in TRAINING_ASSETS:
+        found = instance.fetch_materializations(dg.AssetKey(name), limit=1).records
+        event = found[0].asset_materialization if found else None
+        records[name] = (
+            Recorded.from_tags(found[0].run_id, event.tags or {}, {k: v.value for k, v in event.metadata.items()})
+            if event is not None
+            else None
+        )
+    snapshot = root / params.data.snapshot_path
+    return training_freshness(
+        records,
+        assets=TRAINING_ASSETS,
+        code_versions=CODE_VERSIONS,
+        validated_fingerprint=validated_fingerprint(root / params.data.validated_dir),
+        snapshot_md5_on_disk=file_md5(snapshot) if snapshot.is_file() else None,
+        snapshot_md5_in_dvc=DvcStore(root=root, remote_url="")
+        .stage_outputs("training_snapshot")
+        .get(params.data.snapshot_path),
+        params_hash=params.section_hash(),
+    )
+
+
+def _print_recorded_champion(instance: dg.DagsterInstance, params: Params) -> None:
+    """The champion and its holdout metrics as Dagster recorded them (MLflow is not even imported)."""
+
+    def metadata(asset: str) -> dict[str, Any]:
+        found = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        event = found[0].asset_materialization if found else None
+        return {k: v.value for k, v in event.metadata.items()} if event else {}
+
+    evaluation = metadata("model_evaluation")
+    print(f"  {'metric':<10} {'champion':>10}")
+    for metric in ("accuracy", "f1", "roc_auc", "log_loss"):
+        print(f"  {metric:<10} {float(evaluation.get(f'test_{metric}', 'nan')):>10.4f}")
+    version = metadata("champion_model").get("champion_version")
+    print(f"\nchampion: models:/{params.registry.model_name}@champion = version {version}")
+
+
 def _stale_cli_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     """Runs this command started in-process whose process is gone (kill -9): no daemon will ever end them."""
     import socket
@@ -140,10 +212,22 @@ def _cli_tags() -> dict[str, str]:
 
 
 def run(root: Path) -> int:
-    """Validates new batches, trains, gates and promotes headless; prints the outcome in a few lines."""
+    """Validates new batches, trains, gates and promotes headless; prints the outcome in a few lines.
+
+    When nothing changed (no new batch; data versions, code versions, DVC and params as the last
+    training run left them) it says so in one line and skips everything.
+    """
+    params = load_params(root / "params.yaml")
+    landing = root / params.data.landing_dir
+    with dg.DagsterInstance.get() as instance:
+        if landed_files(landing) and not _stale_cli_runs(instance) and not pending_batches(instance, landing):
+            verdict = training_freshness(instance, root, params)
+            if verdict.fresh:
+                print(f"nothing changed (no new batch; {verdict.reason}): skipped ingest and training")
+                _print_recorded_champion(instance, params)
+                return 0
     from ml_assets.definitions import defs
 
-    params = load_params(root / "params.yaml")
     fresh = prepare(root, params)
     with dg.DagsterInstance.get() as instance:
         for stale in _stale_cli_runs(instance):
@@ -206,6 +290,7 @@ def reproduce(root: Path, version: str) -> int:
     import mlflow.artifacts as mlflow_artifacts
     from mlflow import MlflowClient
 
+    from ml_assets.defs.training import CONFIG_TAG, ROWS_TAG
     from ml_assets.lib.config import parse_params
     from ml_assets.lib.dvc_store import DvcStore
     from ml_assets.lib.landing import file_md5
@@ -228,8 +313,16 @@ def reproduce(root: Path, version: str) -> int:
         return 1
     import pandas as pd
 
-    reproduction = retrain(pd.read_parquet(path), params, candidate=model_version.tags["candidate"])
-    recorded = {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("test_")}
+    run = client.get_run(run_id)
+    config, rows = run.data.tags.get(CONFIG_TAG), run.data.tags.get(ROWS_TAG)
+    reproduction = retrain(
+        pd.read_parquet(path),
+        params,
+        candidate=model_version.tags["candidate"],
+        config=json.loads(config) if config else None,
+        rows=int(rows) if rows else None,
+    )
+    recorded = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
     if not recorded:
         print(f"run {run_id} recorded no test metrics: nothing to compare the reproduction with", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ def build_definitions() -> dg.Definitions:
         sensors,
         training,
     )
+    from ml_assets.defs.io_manager import RunCachedIOManager
     from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 
     modules = [ingestion, features, training, evaluation, registry, monitoring, inference, rollout]
@@ -34,5 +35,12 @@ def build_definitions() -> dg.Definitions:
             sensors.canary_rollback,
         ],
         schedules=[sensors.weekly_retrain],
-        resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},
+        resources={
+            "project": ProjectResource(),
+            "mlflow": MlflowResource(),
+            "alerts": AlertResource(),
+            # Pickle files like Dagster's default, but a step in the process that wrote its input
+            # takes the object itself instead of unpickling a copy (see io_manager.py).
+            "io_manager": RunCachedIOManager(),
+        },
     )

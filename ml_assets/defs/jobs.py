@@ -24,15 +24,11 @@ training_job = dg.define_asset_job(
     # One training run at a time comes from the `training_run` pool of its assets (dagster.yaml),
     # so runs launched from the UI queue up the same way.
     tags={TRIGGER_TAG: "manual"},
-    # Candidates train in parallel processes forked from a server that imported the code and the
-    # heavy libraries once (each step would otherwise spend seconds importing MLflow and sklearn).
-    executor_def=dg.multiprocess_executor.configured(
-        {
-            "max_concurrent": 2,
-            "start_method": {
-                "forkserver": {"preload_modules": ["ml_assets.definitions", "mlflow.sklearn", "sklearn.ensemble"]}
-            },
-        }
-    ),
+    # One process for the whole run, chosen by measurement (make bench, daemon section): a process per
+    # step (the forkserver multiprocess executor) paid start-up, imports and an unpickled copy of the
+    # split for each of ~15 steps, far more than running the three candidate searches side by side
+    # saved on two cores. The search fits a rung's configurations in parallel itself
+    # (`training.search.n_jobs`), and in one process each step takes its inputs from memory.
+    executor_def=dg.in_process_executor,
     description="Snapshot -> features -> candidates -> evaluation -> gates -> registry -> champion.",
 )
