@@ -8,7 +8,7 @@ validation part becomes the trained model.
 
 import dagster as dg
 
-from ml_assets.defs.graph import CODE_VERSIONS, GRAPH, OWNERS, RETRY, TRAINING_CODE_VERSION
+from ml_assets.defs.graph import CODE_VERSIONS, GRAPH, OWNERS, RETRY, TRAINING_CODE_VERSION, TRAINING_POOL
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 from ml_assets.lib.config import Params
@@ -201,6 +201,7 @@ def build_candidate_asset(name: str, estimator: str) -> dg.AssetsDefinition:
         kinds={"sklearn", "mlflow"},
         owners=OWNERS,
         code_version=CODE_VERSIONS[f"candidate_{name}"],
+        pool=TRAINING_POOL,
         description=(
             f"Candidate `{name}` ({estimator}) trained on the training part behind the shared "
             "preprocessing and logged as an MLflow run with its signature and input example."
@@ -248,6 +249,7 @@ candidate_assets = [build_candidate_asset(spec.name, spec.estimator) for spec in
     kinds={"sklearn", "mlflow"},
     owners=OWNERS,
     code_version=CODE_VERSIONS["trained_model"],
+    pool=TRAINING_POOL,
 )
 def trained_model(
     context: dg.AssetExecutionContext, project: ProjectResource, **candidates: CandidateModel
