@@ -108,22 +108,14 @@ def landed_batch_expectations(
     from ml_assets.lib import validation
 
     params = project.params()
-    batch, data, limits = context.partition_key, params.data, params.validation
-    spec = validation.InferenceSpec(
-        target=data.target,
-        id_columns=data.id_columns,
-        feature_types=data.feature_types,
-        min_rows=limits.min_rows,
-        max_null_fraction=limits.max_null_fraction,
-        max_duplicate_fraction=limits.max_duplicate_fraction,
-        min_classes=limits.min_classes,
-    )
+    batch, suite_path = context.partition_key, params.validation.suite_path
+    spec = validation.InferenceSpec.from_params(params)
     report = validation.validate_batch(
-        landed_batch, root=project.path("."), suite_path=limits.suite_path, batch_name=batch, spec=spec
+        landed_batch, root=project.path("."), suite_path=suite_path, batch_name=batch, spec=spec
     )
     if report.inferred:
         context.log.warning(
-            f"batch `{batch}`: no suite at `{limits.suite_path}`: inferred one from this batch; "
+            f"batch `{batch}`: no suite at `{suite_path}`: inferred one from this batch; "
             + (
                 "its columns, dtypes, ranges and domains were not judged on it. Review the suite and commit it."
                 if report.kept

@@ -1,21 +1,13 @@
 """Per-feature drift of a new batch against the champion's training data.
 
-Each feature gets a scipy hypothesis test and a Population Stability Index (PSI):
-
-- numeric features: two-sample Kolmogorov-Smirnov (`scipy.stats.ks_2samp`) and PSI over quantile
-  bins of the reference; non-finite values (NaN, +/-inf) are ignored;
-- categorical features: chi-square test of homogeneity on the 2 x K table
-  (`scipy.stats.chi2_contingency`) and PSI over the union of categories; a missing value is a
-  category of its own.
-
-The p-values of all features are corrected for multiple testing (Bonferroni, or Benjamini-Hochberg
-with `scipy.stats.false_discovery_control`), because with 30 stationary features an uncorrected 5%
-test raises a false alarm in most batches.
-
-Decision rule: a feature drifts when its corrected p-value is below `alpha` AND its PSI is at least
-`psi_threshold` (statistical and practical significance together); the dataset drifts when at least
-one feature does. With fewer than `min_samples` rows in either sample the report is
-`insufficient_data`, never drift. scipy is imported inside functions, so sensors stay cheap.
+Numeric features get a two-sample Kolmogorov-Smirnov test (`scipy.stats.ks_2samp`, non-finite
+values ignored), categorical ones a chi-square test of homogeneity (`scipy.stats.chi2_contingency`,
+missing is a category); each also gets a Population Stability Index (PSI). The p-values of all
+features are corrected for multiple testing (Bonferroni, or Benjamini-Hochberg by
+`scipy.stats.false_discovery_control`): with 30 stationary features an uncorrected 5% test alarms
+in most batches. A feature drifts when its corrected p-value is below `alpha` AND its PSI reaches
+`psi_threshold` (significant and large); the dataset drifts when one feature does. With fewer than
+`min_samples` rows in either sample the report is `insufficient_data`, never drift.
 """
 
 from __future__ import annotations

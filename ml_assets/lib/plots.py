@@ -190,23 +190,12 @@ def permutation_importances(
     repeats: int = 3,
     max_rows: int = 2000,
 ) -> dict[str, float]:
-    """Return each raw feature column's permutation importance (`sklearn.inspection.permutation_importance`).
+    """Each raw feature column's mean permutation importance (`sklearn.inspection.permutation_importance`).
 
-    The model is called on raw columns, so a Pipeline gets one importance per input column. The
-    score is ROC AUC for a binary classifier that ranks, accuracy otherwise. Each repeat shuffles
-    on a sample of at most `max_rows` rows (scikit-learn's `max_samples`), so the cost is bounded.
-
-    Args:
-        model: A fitted classifier (or Pipeline) that predicts from `frame[features]`.
-        frame: Held-out rows, e.g. the test split.
-        y: True labels, one per row of `frame`, by position.
-        features: The feature columns of `frame`.
-        seed: Seed of the samples and shuffles.
-        repeats: Shuffles per feature.
-        max_rows: Most rows scored per repeat.
-
-    Returns:
-        The mean importance per feature, in the order of `features`; about 0 for an unused one.
+    `model` (a fitted classifier or Pipeline) is called on `frame[features]`, so a Pipeline gets one
+    importance per input column; `y` holds the labels by position. The score is ROC AUC for a binary
+    classifier that ranks, accuracy otherwise; each of the `repeats` shuffles scores a sample of at
+    most `max_rows` rows (scikit-learn's `max_samples`), seeded by `seed`, so the cost is bounded.
     """
     from sklearn.inspection import permutation_importance
 

@@ -1,22 +1,13 @@
-r"""Batch validation with a file-backed Great Expectations 1.x project, and suite inference.
+r"""Batch validation with the file-backed Great Expectations 1.x project in `gx/`, and suite inference.
 
-`gx/` is a normal GX project: `gx.get_context(mode="file", project_root_dir=ROOT)` opens it.
-
-* `great_expectations.yml`: the Data Context; pandas data source `ml_assets`, dataframe asset
-  `landed_batch`, batch definition `whole_frame` (batch parameters `{"dataframe": df}`), and the
-  Data Docs site `local_site` under `uncommitted/` (machine state, ignored by git).
-* `expectations/landed_batch.json`: the suite; `landed_batch_unlabelled.json` derives from it for
-  batches without labels (no expectation on the target, which also leaves column lists).
-* `validation_definitions/` and `checkpoints/`: one each per suite; a checkpoint validates, then
-  builds Data Docs (`UpdateDataDocsAction`).
-
-Each expectation's `meta.check` is one of `CHECK_CATEGORIES`, each category one blocking Dagster
-check. When the suite is missing, the first batch's check infers it (GX 1.x has no profiler) and
-saves it as a normal GX suite. That batch is never judged by what came from it: `INFERRED_CHECKS`
-(columns and dtypes, ranges, domains) are "not judged", and the expectations that params.yaml
-fixes (row count, null limits, target classes, duplicates) decide. If it fails those, the suite
-is deleted again, so a bad first batch never becomes the reference. The committed demo suite is
-reproduced from the repository root by::
+`gx.get_context(mode="file", project_root_dir=ROOT)` opens the project (README, "Great
+Expectations"): a pandas dataframe asset, the suite `landed_batch` and its twin
+`landed_batch_unlabelled` (no expectation on the target), and a validation definition and
+checkpoint for each; a checkpoint validates, then builds Data Docs. Each expectation's
+`meta.check` is one of `CHECK_CATEGORIES`, each category one blocking Dagster check. A missing
+suite is inferred from the first batch (GX 1.x has no profiler), which is then judged only by what
+params.yaml fixes: `INFERRED_CHECKS` are "not judged", and if it fails the others the suite is
+deleted again. The committed demo suite is reproduced from the repository root by::
 
     python -m ml_assets.lib.demo_data --landing /tmp/gx_sample --batches 4 --rows 1200 \
         --seed 7 --start-date 2026-11-01
@@ -174,11 +165,7 @@ def data_docs_url(base_url: str, page: str) -> str:
 
 
 def suite_name(suite_path: str) -> str:
-    """The suite name in params.yaml `validation.suite_path` ("gx/expectations/<name>.json").
-
-    Raises:
-        ValueError: If the path is not where GX keeps suites.
-    """
+    """The suite name in params.yaml `validation.suite_path`; ValueError unless it is `gx/expectations/<name>.json`."""
     path = Path(suite_path)
     if path.parent != Path("gx/expectations") or path.suffix != ".json":
         raise ValueError(
@@ -202,13 +189,7 @@ def open_context(root: str) -> FileDataContext:
 
 
 def save_suites(context: FileDataContext, suite: ExpectationSuite, *, target: str) -> None:
-    """Save a suite and its unlabelled derivative, each with a validation definition and checkpoint.
-
-    Args:
-        context: The project's Data Context.
-        suite: The suite, e.g. from `infer_suite`; it replaces a same-named one.
-        target: The label column, left out of the unlabelled suite.
-    """
+    """Save (replace) a suite and its unlabelled twin (no `target`), each with validation definition and checkpoint."""
     import great_expectations as gx
     from great_expectations.checkpoint.actions import UpdateDataDocsAction
 
@@ -224,22 +205,11 @@ def save_suites(context: FileDataContext, suite: ExpectationSuite, *, target: st
 
 
 def infer_suite(df: pd.DataFrame, *, name: str, spec: InferenceSpec) -> ExpectationSuite:
-    """Build a suite from a sample of good data: how any schema gets one.
+    """Build a suite (not saved) from a sample of good data: how any schema gets one.
 
-    Numeric columns (or those forced to "numeric") get ranges widened by half their span; other
-    features and the target a domain of their observed values.
-
-    Args:
-        df: The sample, as read from the landing files.
-        name: The suite's name.
-        spec: Target, id columns, type overrides and limits from params.yaml.
-
-    Returns:
-        The suite (not saved); its meta records the target, ids and column kinds.
-
-    Raises:
-        ValueError: If params.yaml names a missing column, a column cannot have the kind
-            `feature_types` asks for, or a limit is out of range.
+    Numeric columns (or those `spec.feature_types` forces to numeric) get ranges widened by half
+    their span; other features and the target a domain of their observed values. Raises ValueError
+    when params.yaml names a missing column, a column cannot have the kind asked, or a limit is off.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -325,7 +295,13 @@ def validate_batch(
     results: list[Any] = suite_result.results
     outcomes: dict[str, list[ExpectationOutcome]] = {c: [] for c in CHECK_CATEGORIES}
     for r in results:
-        check = r.expectation_config.meta["check"]
+        check = (r.expectation_config.meta or {}).get("check")
+        if check not in CHECK_CATEGORIES:  # the suite is a file people edit
+            raise ValueError(
+                f"{where}: `gx/expectations/{checkpoint}.json`: `{r.expectation_config.type}` "
+                f"{r.expectation_config.kwargs.get('column') or ''} has meta.check={check!r}; set it to one of "
+                f"{', '.join(CHECK_CATEGORIES)}"
+            )
         judged = not (inferred and check in INFERRED_CHECKS)
         outcomes[check].append(_outcome(r, check=check, columns={str(c) for c in df.columns}, judged=judged))
     verdicts = {c: _verdict(c, tuple(o), labelled=labelled) for c, o in outcomes.items()}

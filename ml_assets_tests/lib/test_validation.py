@@ -123,6 +123,19 @@ def test_gx_users_open_edit_and_rerun_the_project_with_gx_api(
     assert _failing(validate(root, landed().drop(columns=[dd.TARGET]), labelled=False)) == {"numeric_ranges"}
 
 
+def test_an_expectation_without_a_check_category_is_an_error_naming_it(
+    tmp_path: Path, landed: Callable[..., pd.DataFrame]
+) -> None:
+    import great_expectations as gx
+
+    root = _copy_project(tmp_path)
+    suite = gx.get_context(mode="file", project_root_dir=str(root)).suites.get("landed_batch")
+    suite.add_expectation(gx.expectations.ExpectColumnValuesToBeBetween(column="age", max_value=99))
+    suite.save()
+    with pytest.raises(ValueError, match=r"landed_batch.json`: `expect_column_values_to_be_between` age has meta"):
+        validate(root, landed())
+
+
 def test_each_run_has_its_data_docs_page(root: Path, landed: Callable[..., pd.DataFrame]) -> None:
     df = landed()
     df.loc[:3, "age"] = 400
