@@ -1,12 +1,13 @@
 """Small PNG plots for Dagster metadata, and permutation feature importances.
 
-Each `*_png` function returns PNG bytes (`title` is its heading); `as_markdown_image` turns them
-into the inline markdown the Dagster UI shows. The confusion matrix, ROC and precision-recall plots are scikit-learn's
-`Display` classes. Each figure is a `matplotlib.figure.Figure` with its own Agg canvas: nothing is
-registered with pyplot and no backend is chosen. Rendering holds a module lock (matplotlib
-artists are not thread-safe). PNGs are 256-color palettes without version metadata (the same
-input gives the same bytes), 5 x 4 inches per panel at 90 dpi. Names from the data are shown
-literally (a `$` does not start mathtext). Matplotlib and scikit-learn are imported inside functions.
+Each `*_png` function returns PNG bytes (`title` is its heading); `as_markdown_image` makes the
+inline markdown the Dagster UI shows. Confusion matrix, ROC and precision-recall plots are
+scikit-learn's `Display` classes. Each figure is a `matplotlib.figure.Figure` with its own Agg
+canvas: nothing is registered with pyplot and no backend is chosen; a module lock serializes
+rendering (matplotlib artists are not thread-safe). PNGs are 256-color palettes without version
+metadata (the same input gives the same bytes), 5 x 4 inches per panel at 90 dpi. Names from the
+data are shown literally (a `$` does not start mathtext). Matplotlib and scikit-learn are
+imported inside functions.
 """
 
 from __future__ import annotations
@@ -104,11 +105,17 @@ def feature_importance_png(
 
 
 def drift_png(records: Sequence[Mapping[str, Any]], *, psi_threshold: float, title: str = "Feature drift") -> bytes:
-    """The 20 largest PSI of `DriftReport.to_records()` as bars, drifted ones red, the threshold dashed."""
+    """The 20 largest PSI of `DriftReport.to_records()` as bars, drifted ones red, the threshold dashed.
+
+    Each bar is labelled with its adjusted p-value as the drift summary prints it.
+    """
+    from ml_assets.lib.drift import format_p_value
+
     rows = sorted(records, key=lambda r: (-r["psi"], str(r["feature"])))
     shown = rows[:MAX_BARS]
-    p_values = [r["adjusted_p_value"] for r in shown]
-    labels = ["p = n/a" if p is None else "p < 0.001" if p < 0.001 else f"p = {p:.3f}" for p in p_values]
+    labels = [
+        f"adj. p {'n/a' if r['adjusted_p_value'] is None else format_p_value(r['adjusted_p_value'])}" for r in shown
+    ]
     with _figure(SINGLE_PANEL) as fig:
         ax = fig.add_subplot()
         _bars(
@@ -123,7 +130,7 @@ def drift_png(records: Sequence[Mapping[str, Any]], *, psi_threshold: float, tit
         ax.legend(loc="lower right", fontsize=7)
         drifted = sum(bool(r["drifted"]) for r in rows)
         more = f"; largest {len(shown)} PSI shown" if len(shown) < len(rows) else ""
-        ax.set_title(f"{_text(title, 60)}\n{drifted} of {len(rows)} features drifted{more}", fontsize=10)
+        ax.set_title(f"{_text(title, 60)}\n{drifted} of {len(rows)} features drifted (red){more}", fontsize=10)
         return _png(fig)
 
 
