@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-minutes", type=float, default=75)
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a plain `kill` still stops dagster dev below
     base = Path(tempfile.mkdtemp(prefix="ml_assets_soak_"))
     root, env = layout(base, rows=args.rows)
     landing = root / "data" / "landing"

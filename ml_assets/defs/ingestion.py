@@ -4,6 +4,7 @@ Every file landed in the landing folder is one batch (a dynamic partition), chec
 the suite; the batches that pass are unioned into the DVC-pinned training snapshot.
 """
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from ml_assets.defs.graph import OWNERS, RETRY, TRAINING_POOL
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
 from ml_assets.lib.landing import file_md5, find_landed_file, incomplete_reason
-from ml_assets.lib.validation import CHECK_CATEGORIES
+from ml_assets.lib.validation import CHECK_CATEGORIES, CheckVerdict
 
 LANDING_PARTITIONS = "landing_batches"
 landing_batches = dg.DynamicPartitionsDefinition(name=LANDING_PARTITIONS)
@@ -90,94 +91,91 @@ def _profile(null_share: dict[str, float], balance: dict[str, float], *, batch: 
     return dg.MetadataValue.md(plots.as_markdown_image(png, alt="batch profile"))
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            name,
-            asset=landed_batch,
-            blocking=True,
-            partitions_def=landing_batches,
-            description=f"Great Expectations: {name.replace('_', ' ')}",
-        )
-        for name in BATCH_CHECKS
-    ],
-    can_subset=False,
-)
+def _batch_check_specs() -> list[dg.AssetCheckSpec]:
+    """One partitioned spec per category: each batch has its own verdict, which per-batch automation reads.
+
+    Partitioned checks are a Dagster preview feature; its PreviewWarning is silenced here because
+    nothing else gives a verdict per batch and a newcomer can do nothing about it at start-up.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec")
+        return [
+            dg.AssetCheckSpec(
+                name,
+                asset=landed_batch,
+                blocking=True,
+                partitions_def=landing_batches,
+                description=f"Great Expectations: {name.replace('_', ' ')}",
+            )
+            for name in BATCH_CHECKS
+        ]
+
+
+@dg.multi_asset_check(specs=_batch_check_specs(), can_subset=False)
 def landed_batch_expectations(
     context: dg.AssetCheckExecutionContext, project: ProjectResource, landed_batch: pd.DataFrame
 ) -> Iterator[dg.AssetCheckResult]:
-    """Runs the Great Expectations suite on one batch; each group of expectations is one check."""
+    """Runs the GX checkpoint of the `gx/` project on one batch; each group of expectations is one check."""
     from ml_assets.lib import validation
 
     params = project.params()
-    suite_path = project.path(params.validation.suite_path)
-    batch = context.partition_key
-    if not suite_path.is_file():
-        suite = validation.infer_suite(
-            landed_batch,
-            name=suite_path.stem,
-            target=params.data.target,
-            id_columns=params.data.id_columns,
-            feature_types=params.data.feature_types,
-            min_rows=params.validation.min_rows,
-            max_null_fraction=params.validation.max_null_fraction,
-            max_duplicate_fraction=params.validation.max_duplicate_fraction,
-            min_classes=params.validation.min_classes,
-        )
-        validation.save_suite(suite, suite_path)
+    batch, suite_path = context.partition_key, params.validation.suite_path
+    spec = validation.InferenceSpec.from_params(params)
+    report = validation.validate_batch(
+        landed_batch, root=project.path("."), suite_path=suite_path, batch_name=batch, spec=spec
+    )
+    if report.inferred:
         context.log.warning(
-            f"no suite at `{suite_path}`: inferred one from batch `{batch}`; review it and commit it to git"
+            f"batch `{batch}`: no suite at `{suite_path}`: inferred one from this batch; "
+            + (
+                "its columns, dtypes, ranges and domains were not judged on it. Review the suite and commit it."
+                if report.kept
+                else "the batch failed what could be judged, so the suite was not kept; the next batch infers again."
+            )
         )
-    report = validation.validate_batch(landed_batch, validation.load_suite(suite_path), batch_name=batch)
-    report_path = project.path("data/reports/validation") / f"{batch}.html"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(report.to_html())
-    for check, outcomes in report.by_check().items():
-        failed = [o for o in outcomes if not o.success]
-        summary = "; ".join(
-            f"`{o.expectation}`" + (f" on `{o.column}`" if o.column else "") + f": observed {o.observed}"
-            for o in failed[:5]
+    link = project.data_docs_link(report.page)
+    for verdict in report.verdicts.values():
+        yield _check_result(verdict, batch=batch, link=link)
+
+
+def _check_result(verdict: CheckVerdict, *, batch: str, link: str) -> dg.AssetCheckResult:
+    """One category's verdict as a check result, linking the Data Docs page of the validation."""
+    failed, n = verdict.failures(), len(verdict.outcomes)
+    summary = "; ".join(
+        f"`{o.expectation}`" + (f" on `{o.column}`" if o.column else "") + f": observed {o.observed}"
+        for o in failed[:5]
+    )
+    description = {
+        "passed": f"batch `{batch}`: all {n} expectations passed",
+        "failed": f"batch `{batch}`: {len(failed)} of {n} expectations failed: {summary}. The batch is kept out of "
+        "the training snapshot; the champion is unchanged. Fix the file and land it again.",
+        "not_judged": f"batch `{batch}`: not judged: these {n} expectations were inferred from this batch; "
+        "review `gx/expectations/` and commit it",
+        "skipped": f"batch `{batch}`: skipped: the batch has no labels",
+    }[verdict.status]
+    columns = ("expectation", "column", "expected", "observed", "success")
+    records = [
+        dg.TableRecord(
+            {"expectation": o.expectation, "column": o.column or "", "expected": o.expected}
+            | {"observed": str(o.observed), "success": bool(o.success)}
         )
-        yield dg.AssetCheckResult(
-            check_name=check,
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=(
-                f"batch `{batch}`: {len(failed)} of {len(outcomes)} expectations failed: {summary}. "
-                "The batch is kept out of the training snapshot; the champion is unchanged. "
-                "Fix the file and land it again."
-                if failed
-                else f"batch `{batch}`: all {len(outcomes)} expectations passed"
-            ),
-            metadata={
-                "expectations": dg.MetadataValue.table(
-                    records=[
-                        dg.TableRecord(
-                            {
-                                "expectation": o.expectation,
-                                "column": o.column or "",
-                                "expected": str(o.expected),
-                                "observed": str(o.observed),
-                                "success": bool(o.success),
-                            }
-                        )
-                        for o in outcomes
-                    ],
-                    schema=dg.TableSchema(
-                        columns=[
-                            dg.TableColumn("expectation", "string"),
-                            dg.TableColumn("column", "string"),
-                            dg.TableColumn("expected", "string"),
-                            dg.TableColumn("observed", "string"),
-                            dg.TableColumn("success", "bool"),
-                        ]
-                    ),
-                ),
-                "failed": len(failed),
-                "evaluated": len(outcomes),
-                "report": dg.MetadataValue.path(str(report_path)),
-            },
-        )
+        for o in verdict.outcomes
+    ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, "bool" if c == "success" else "string") for c in columns])
+    metadata: dict[str, Any] = {
+        "status": verdict.status,
+        "failed": len(failed),
+        "evaluated": n,
+        "expectations": dg.MetadataValue.table(records=records, schema=schema),
+        "data_docs": dg.MetadataValue.url(link),
+    }
+    return dg.AssetCheckResult(
+        check_name=verdict.check,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata=metadata,
+    )
 
 
 @dg.asset(

@@ -7,7 +7,7 @@ by `live_rollback_job`, which the retrain sensor starts.
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +17,9 @@ from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.registry import history_metadata
 from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 from ml_assets.lib.alerts import Alert
+
+if TYPE_CHECKING:
+    from ml_assets.lib.drift import DriftReport
 
 
 def _champion_reference(project: ProjectResource, md5: str) -> pd.DataFrame:
@@ -85,15 +88,26 @@ def batch_drift(
         "report": dg.MetadataValue.json(report.to_dict()),
     }
     if records:
-        metadata["features"] = dg.MetadataValue.table(
-            records=[
-                dg.TableRecord({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}) for r in records
-            ]
-        )
+        metadata["features"] = _feature_table(report)
         metadata["chart"] = dg.MetadataValue.md(
             plots.as_markdown_image(plots.drift_png(records, psi_threshold=drift.psi_threshold), alt="drift")
         )
     return dg.Output(report.to_dict(), metadata=metadata)
+
+
+def _feature_table(report: "DriftReport") -> dg.TableMetadataValue:
+    """One row per feature; p-values as the text the summary prints ("9.1e-33", not a rounded 0)."""
+    from ml_assets.lib.drift import format_p_value
+
+    columns = {"feature": "string", "psi": "float", "p_value": "string", "adj_p_value": "string", "drifted": "bool"}
+    rows = [
+        dg.TableRecord(
+            {"feature": f.feature, "psi": round(f.psi, 3), "p_value": format_p_value(f.p_value)}
+            | {"adj_p_value": format_p_value(f.adjusted_p_value), "drifted": f.drifted}
+        )
+        for f in report.features
+    ]
+    return dg.MetadataValue.table(rows, schema=dg.TableSchema([dg.TableColumn(c, t) for c, t in columns.items()]))
 
 
 @dg.asset(

@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 class ProjectResource(dg.ConfigurableResource):
     """The project checkout: `params.yaml`, the data folders and the DVC store.
 
-    Unset fields fall back to `ML_ASSETS_ROOT` and `ML_ASSETS_DVC_REMOTE`, then to repo-local
-    defaults, so `dagster dev` from the repository root needs no configuration.
+    Unset fields fall back to `ML_ASSETS_ROOT`, `ML_ASSETS_DVC_REMOTE` and `ML_ASSETS_DATA_DOCS_URL`,
+    then to repo-local defaults, so `dagster dev` from the repository root needs no configuration.
     """
 
     root: str | None = None
     dvc_remote: str | None = None
+    data_docs_url: str | None = None
 
     @property
     def locations(self) -> Locations:
@@ -38,6 +39,13 @@ class ProjectResource(dg.ConfigurableResource):
     def path(self, relative: str) -> Path:
         """A path from `params.yaml`, made absolute against the project root."""
         return self.locations.root / relative
+
+    def data_docs_link(self, page: str) -> str:
+        """A link to a GX Data Docs page; `validation.data_docs_dir(root)` is what that URL serves."""
+        from ml_assets.lib.validation import data_docs_url
+
+        base = self.data_docs_url or os.environ.get("ML_ASSETS_DATA_DOCS_URL") or "http://127.0.0.1:3002/"
+        return data_docs_url(base, page)
 
     def dvc(self) -> DvcStore:
         """The DVC store, initialized and pointed at the configured remote."""
