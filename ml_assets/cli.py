@@ -79,7 +79,7 @@ def ingest_new_batches(
     """
     from ml_assets.defs.ingestion import BATCH_CHECKS, LANDING_PARTITIONS
     from ml_assets.defs.ledger import read_ledger
-    from ml_assets.lib.landing import file_md5, incomplete_reason
+    from ml_assets.lib.landing import batch_version, incomplete_reason, label_files
 
     job = defs.resolve_job_def("ingest_batch_job")
     listing = list_landing(landing_dir)
@@ -93,16 +93,23 @@ def ingest_new_batches(
         print(f"waiting {wait:.0f} s for the newest landed file to be left alone (automation.settle_seconds)")
         time.sleep(wait)
     outcomes: dict[str, bool] = {}
-    for landed in list_landing(landing_dir).files:
-        path = landing_dir / landed.name
-        incomplete = incomplete_reason(
-            path, size=landed.size, mtime_ns=landed.mtime_ns, now_ns=time.time_ns(), settle_seconds=settle
+    listing, now = list_landing(landing_dir), time.time_ns()
+    waiting = {
+        f.name: why
+        for f in listing.files
+        if (
+            why := incomplete_reason(
+                landing_dir / f.name, size=f.size, mtime_ns=f.mtime_ns, now_ns=now, settle_seconds=settle
+            )
         )
-        if incomplete:
-            print(f"waiting {landed.name}: {incomplete}")
-            continue
+    }
+    for name, why in waiting.items():
+        print(f"waiting {name}: {why}")
+    for landed in (f for f in listing.files if f.labels_for is None and f.name not in waiting):
+        path = landing_dir / landed.name
+        labels = [p for p in label_files(landing_dir, path) if p.name not in waiting]
         entry = ledger.get(landed.key)
-        if entry is not None and entry.landed_md5 == file_md5(path) and entry.status != "pending":
+        if entry is not None and entry.landed_md5 == batch_version(path, labels) and entry.status != "pending":
             continue
         if landed.key not in known:
             instance.add_dynamic_partitions(LANDING_PARTITIONS, [landed.key])
@@ -122,13 +129,15 @@ def pending_batches(instance: dg.DagsterInstance, landing_dir: Path) -> list[str
     """Landed files the batch ledger has not settled (new content, or a validation that never finished)."""
     from ml_assets.defs.ingestion import BATCH_CHECKS
     from ml_assets.defs.ledger import read_ledger
-    from ml_assets.lib.landing import file_md5
+    from ml_assets.lib.landing import batch_version, label_files
 
     ledger = {entry.batch: entry for entry in read_ledger(instance, BATCH_CHECKS)}
     pending = []
-    for landed in list_landing(landing_dir).files:
+    for landed in (f for f in list_landing(landing_dir).files if f.labels_for is None):
+        path = landing_dir / landed.name
         entry = ledger.get(landed.key)
-        if entry is None or entry.status == "pending" or entry.landed_md5 != file_md5(landing_dir / landed.name):
+        version = batch_version(path, label_files(landing_dir, path))
+        if entry is None or entry.status == "pending" or entry.landed_md5 != version:
             pending.append(landed.name)
     return pending
 

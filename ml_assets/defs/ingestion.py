@@ -14,7 +14,7 @@ import pandas as pd
 from ml_assets.defs.graph import OWNERS, RETRY, TRAINING_POOL
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
-from ml_assets.lib.landing import file_md5, find_landed_file, incomplete_reason
+from ml_assets.lib.landing import batch_version, find_landed_file, incomplete_reason, label_files
 from ml_assets.lib.validation import CHECK_CATEGORIES, CheckVerdict
 
 LANDING_PARTITIONS = "landing_batches"
@@ -46,15 +46,30 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
             f"batch `{context.partition_key}` is registered but no file in `{landing}` maps to it any more; "
             "land the file again or delete the partition in the UI"
         )
-    stat = path.stat()
-    incomplete = incomplete_reason(path, size=stat.st_size, mtime_ns=stat.st_mtime_ns, now_ns=0, settle_seconds=0)
-    if incomplete:
-        raise dg.Failure(f"batch `{path.name}` {incomplete}; nothing was validated")
+    labels = label_files(landing, path)
+    for file in (path, *labels):
+        stat = file.stat()
+        incomplete = incomplete_reason(file, size=stat.st_size, mtime_ns=stat.st_mtime_ns, now_ns=0, settle_seconds=0)
+        if incomplete:
+            raise dg.Failure(f"`{file.name}` {incomplete}; nothing was validated")
     frame = snapshot_lib.read_landed_batch(path)
-    md5 = file_md5(path)
+    if labels:
+        names = ", ".join(f.name for f in labels)
+        try:
+            frame = snapshot_lib.apply_labels(
+                frame,
+                pd.concat([snapshot_lib.read_landed_batch(f) for f in labels], ignore_index=True),
+                id_columns=params.data.id_columns,
+                target=params.data.target,
+                name=names,
+            )
+        except ValueError as error:
+            raise dg.Failure(f"batch `{path.name}`: {error}") from error
+        context.log.info(f"batch `{path.name}`: labels joined from {names}")
+    md5 = batch_version(path, labels)
     superseded = snapshot_lib.supersede(project.path(params.data.validated_dir), context.partition_key, landed_md5=md5)
     if superseded:
-        context.log.warning(f"batch `{path.name}` landed again with new bytes; the old version moved to `{superseded}`")
+        context.log.warning(f"batch `{path.name}` has a new version; the old one moved to `{superseded}`")
     null_share = {str(c): float(v) for c, v in pd.Series(frame.isna().mean()).items()}
     target = params.data.target
     balance = (
@@ -122,7 +137,12 @@ def landed_batch_expectations(
     batch, suite_path = context.partition_key, params.validation.suite_path
     spec = validation.InferenceSpec.from_params(params)
     report = validation.validate_batch(
-        landed_batch, root=project.path("."), suite_path=suite_path, batch_name=batch, spec=spec
+        landed_batch,
+        root=project.path("."),
+        suite_path=suite_path,
+        batch_name=batch,
+        spec=spec,
+        labelled=params.data.target in landed_batch.columns,  # scoring data: judged without its target
     )
     if report.inferred:
         context.log.warning(
@@ -203,6 +223,9 @@ def validated_batch(
             "path": dg.MetadataValue.path(str(out)),
             "source_md5": md5,
             "dagster/row_count": len(landed_batch),
+            "labelled_rows": int(landed_batch[target].notna().sum())
+            if (target := project.params().data.target) in landed_batch
+            else 0,
             "dagster/column_schema": _schema(landed_batch),
         }
     )
@@ -230,7 +253,7 @@ def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResourc
 
     params = project.params()
     out = project.path(params.data.snapshot_path)
-    snapshot = snapshot_lib.build_snapshot(project.path(params.data.validated_dir), out)
+    snapshot = snapshot_lib.build_snapshot(project.path(params.data.validated_dir), out, target=params.data.target)
     store = project.dvc()
     md5 = store.commit_stage("training_snapshot")[params.data.snapshot_path]
     pushed = store.push("training_snapshot")

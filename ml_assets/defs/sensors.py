@@ -30,7 +30,7 @@ from ml_assets.defs.operations import rollback_champion
 from ml_assets.defs.resources import AlertResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 from ml_assets.lib.drift import DriftReport
-from ml_assets.lib.landing import LandingState, list_landing, scan
+from ml_assets.lib.landing import LandingState, batch_version, find_landed_file, label_files, list_landing, scan
 from ml_assets.lib.retrain import Degradation, decide_retrain, decide_scheduled_retrain
 from ml_assets.lib.snapshot import validated_fingerprint
 
@@ -93,17 +93,22 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     instance = context.instance
     ledger = {e.batch: e for e in read_ledger(instance, BATCH_CHECKS)}
     busy = {r.tags.get("dagster/partition") for r in _in_flight(instance)}
-    requests = [
-        dg.RunRequest(
-            run_key=f"batch:{batch.md5}",
-            partition_key=batch.key,
-            tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": batch.md5, "ml_assets/file": batch.name[:200]},
+    requests: list[dg.RunRequest] = []
+    for key, name in {b.key: b.name for b in found.new}.items():  # a batch and its labels: one run
+        batch_file = find_landed_file(landing, key)
+        if batch_file is None:
+            continue
+        version = batch_version(batch_file, label_files(landing, batch_file))
+        done = ledger.get(key)
+        if done is not None and done.landed_md5 == version and done.status != "pending":
+            continue  # `make run` or a person already settled these bytes
+        requests.append(
+            dg.RunRequest(
+                run_key=f"batch:{version}",
+                partition_key=key,
+                tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": version, "ml_assets/file": name[:200]},
+            )
         )
-        for batch in found.new
-        if not (
-            batch.key in ledger and ledger[batch.key].landed_md5 == batch.md5 and ledger[batch.key].status != "pending"
-        )
-    ]
     requested = {r.partition_key for r in requests}
     gave_up = []
     for entry in ledger.values():  # a validation that never finished (a crash, a killed run): again
@@ -207,7 +212,9 @@ def _read_events(cursor: RetrainCursor, instance: dg.DagsterInstance) -> None:
             batch, md5 = record.partition_key or "", str(metadata.get("source_md5", storage_id))
             if cursor.counted.get(batch) != md5:  # a re-validated unchanged batch is not new data
                 cursor.counted[batch] = md5
-                rows = int(metadata.get("dagster/row_count", 0))
+                rows = int(
+                    metadata.get("labelled_rows", metadata.get("dagster/row_count", 0))
+                )  # scoring rows train nothing
                 cursor.rows_pending += rows
                 if cursor.degradation:
                     cursor.degradation["rows_since_attempt"] += rows
