@@ -1,5 +1,7 @@
 """Dagster wiring, one module per lifecycle stage; `build_definitions` assembles them."""
 
+import os
+
 import dagster as dg
 
 
@@ -21,4 +23,6 @@ def build_definitions() -> dg.Definitions:
         ],
         schedules=[sensors.weekly_retrain],
         resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},
+        # Multiprocess by default, Celery workers when ML_ASSETS_EXECUTOR=celery (see jobs.py).
+        executor=jobs.executor_for(os.environ),
     )
