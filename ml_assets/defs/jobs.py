@@ -10,6 +10,7 @@ job keeps its in-process executor.
 |----------------------|---------------------------------------------------------------|------------------|
 | `multiprocess` (unset) | processes forked from a forkserver on the run's machine     | `make dev`       |
 | `celery`             | Celery workers (`dagster-celery worker start`), any machine   | `make dev-scale` |
+| `k8s`                | one Kubernetes pod per step (`dagster-k8s`, the `k8s` extra)  | deploy/k8s       |
 """
 
 from collections.abc import Mapping
@@ -69,7 +70,11 @@ def executor_for(env: Mapping[str, str]) -> dg.ExecutorDefinition:
         from dagster_celery import celery_executor
 
         return celery_executor.configured(CELERY_CONFIG, name="celery")
-    raise ValueError(f"{EXECUTOR_ENV}=`{name}` names no executor; use `multiprocess` (the default) or `celery`")
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor  # type: ignore[import-not-found]  # the `k8s` extra
+
+        return k8s_job_executor.configured({"max_concurrent": 4}, name="k8s")
+    raise ValueError(f"{EXECUTOR_ENV}=`{name}` names no executor; use `multiprocess` (the default), `celery` or `k8s`")
 
 
 ingest_batch_job = dg.define_asset_job(

@@ -61,7 +61,7 @@ class DevServer:
 def dagster_dev(project: Project, home: Path) -> Iterator[DevServer]:
     """Runs `dagster dev` for the project on a free port; stops the whole process group afterwards."""
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     env = {
         **os.environ,
