@@ -363,7 +363,7 @@ def run_scale(supervisor: Supervisor, options: Options) -> dict[str, str]:
     prepare(env, options)
     mlflow = Service(
         "mlflow-server",
-        [tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", "2"],
+        [tool("mlflow"), "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", "1"],
         env={
             # In the environment, not on the command line, so `ps` shows no password.
             "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{PG_USER}:{password}@{pg}/mlflow",
