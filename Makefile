@@ -93,8 +93,9 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Print speed and memory figures (not pass/fail tests)
+bench: install scale-deps ## Print speed and memory figures (not pass/fail tests), embedded and scale-out
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.scale
 
 demo-data: install ## Land one more demo batch (ARGS="--drift 1.0" or "--bad wrong_dtype" ...)
 	$(BIN)/python -m ml_assets.lib.demo_data --landing data/landing $(ARGS)
