@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 BIN := .venv/bin
-HOST ?= 127.0.0.1
+# The Dagster UI's port (the other ports: ML_ASSETS_<NAME>_PORT); every server binds 127.0.0.1.
 PORT ?= 3000
 # Where the scale-out profile keeps its servers' state (Postgres cluster, logs, pids); git ignores it.
 SCALE_STATE ?= $(CURDIR)/.scale
