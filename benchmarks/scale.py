@@ -51,19 +51,21 @@ class RunFigures:
 
 def run_figures(instance: dg.DagsterInstance, run_id: str) -> RunFigures:
     """Wall time and per-step hand-off overhead of a finished run, from its event log."""
+    kind = dg.DagsterEventType
     events = list(instance.all_logs(run_id))
-    kinds = {e.dagster_event.event_type_value: e.timestamp for e in events if e.dagster_event and not e.step_key}
+    run = {e.dagster_event.event_type: e.timestamp for e in events if e.dagster_event and not e.step_key}
     first: dict[str, float] = {}
     started: dict[str, float] = {}
+    planned = {kind.ASSET_MATERIALIZATION_PLANNED, kind.ASSET_CHECK_EVALUATION_PLANNED}  # logged at launch
     for event in events:
-        if event.step_key:
+        if event.step_key and event.dagster_event and event.dagster_event.event_type not in planned:
             first.setdefault(event.step_key, event.timestamp)
-            if event.dagster_event and event.dagster_event.event_type_value == "STEP_START":
+            if event.dagster_event and event.dagster_event.event_type == kind.STEP_START:
                 started.setdefault(event.step_key, event.timestamp)
     handoff = [started[key] - first[key] for key in started]
-    end = kinds.get("RUN_SUCCESS") or kinds.get("RUN_FAILURE") or max(e.timestamp for e in events)
+    end = run.get(kind.RUN_SUCCESS) or run.get(kind.RUN_FAILURE) or max(e.timestamp for e in events)
     return RunFigures(
-        wall=end - kinds["RUN_START"], handoff=handoff, steps=len(started), success="RUN_SUCCESS" in kinds
+        wall=end - run[kind.RUN_START], handoff=handoff, steps=len(started), success=kind.RUN_SUCCESS in run
     )
 
 
