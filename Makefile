@@ -95,7 +95,7 @@ format: install ## Apply ruff's fixes and formatting
 
 bench: install scale-deps ## Print speed and memory figures (not pass/fail tests), embedded and scale-out
 	$(BIN)/python -m benchmarks.run
-	$(BIN)/python -m benchmarks.scale
+	$(BIN)/python -m benchmarks.profiles
 
 demo-data: install ## Land one more demo batch (ARGS="--drift 1.0" or "--bad wrong_dtype" ...)
 	$(BIN)/python -m ml_assets.lib.demo_data --landing data/landing $(ARGS)
@@ -103,7 +103,7 @@ demo-data: install ## Land one more demo batch (ARGS="--drift 1.0" or "--bad wro
 mlflow-ui: install ## Only the MLflow UI on the local store (127.0.0.1:5000; `make dev` starts it too)
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 --backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db"
 
-serve: install ## Serve the champion over HTTP (PORT=5001)
+serve: install ## Serve the champion over HTTP with shadow/canary rollout (PORT=5001)
 	$(BIN)/python -m ml_assets.serving --host 127.0.0.1 --port $(if $(filter file,$(origin PORT)),5001,$(PORT))
 
 clean: ## Remove the local stores and data (keeps .venv)

@@ -1,4 +1,4 @@
-"""`make bench`: speed and memory figures of the sensor, the code location, validation, drift and the graph.
+"""`make bench`: speed and memory figures of the sensor, the code location, validation, drift, the graph, serving.
 
 Everything runs in a temporary folder (generated data, a Dagster test instance, a SQLite MLflow store, a
 folder DVC remote) that is removed at the end; the repository's own stores are never touched. Each timing
@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from benchmarks.measure import (
     time_calls,
     traced_peak,
 )
+from benchmarks.serving import bench_serving
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -376,7 +378,9 @@ class GraphPass:
 
         self.folder = folder
         self.assets = list(defs.assets or []) + list(defs.asset_checks or [])
-        self.train_selection = dg.AssetSelection.assets("training_snapshot").downstream()  # as graph.py train()
+        self.train_selection = dg.AssetSelection.assets("training_snapshot").downstream() - dg.AssetSelection.assets(
+            "predictions"
+        )
         self.ingest_selection = ingest_batch_job.selection  # what the landing sensor's runs materialize
         self.times: dict[str, list[float]] = {}
         self.notes: dict[str, str] = {}
@@ -550,9 +554,30 @@ def main(argv: list[str] | None = None) -> int:
     """Runs every section in a temp folder and prints the table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and print its path")
+    parser.add_argument(
+        "--only",
+        help="sections to run, comma-separated: sensor, location, validation, drift, graph, serving, scale, daemon",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=os.environ.get("ML_ASSETS_BENCH_SIZES", "10k,100k"),
+        help="sizes of the make-run-vs-bare section (10k, 100k, 1m); ML_ASSETS_BENCH_SIZES sets the default "
+        "(1m takes several minutes more)",
+    )
+    parser.add_argument(
+        "--exhaustive",
+        default=os.environ.get("ML_ASSETS_BENCH_EXHAUSTIVE", "10k,100k,1m"),
+        help="sizes that also run the exhaustive search the halving search is compared with ('' for none)",
+    )
     args = parser.parse_args(argv)
+    chosen = set(args.only.split(",")) if args.only else None
+
+    def wanted(name: str) -> bool:
+        return chosen is None or name in chosen
 
     quiet_libraries()
+    # SIGTERM ends the run through the `finally` blocks, so servers a section started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="ml_assets_bench_"))
     sections: list[Section] = []
@@ -564,11 +589,39 @@ def main(argv: list[str] | None = None) -> int:
         print(header(), flush=True)
         with library_output_to(log):
             # GX is first imported in-process by the validation section (nothing before imports it).
-            run_section(sections, "Landing sensor", lambda: bench_landing_sensor(base))
-            run_section(sections, "Code location load", lambda: bench_code_location(env))
-            run_section(sections, "Batch validation", lambda: bench_validation(base))
-            run_section(sections, "Drift", bench_drift)
-            run_section(sections, "Graph", lambda: bench_graph(base))
+            if wanted("sensor"):
+                run_section(sections, "Landing sensor", lambda: bench_landing_sensor(base))
+            if wanted("location"):
+                run_section(sections, "Code location load", lambda: bench_code_location(env))
+            if wanted("validation"):
+                run_section(sections, "Batch validation", lambda: bench_validation(base))
+            if wanted("drift"):
+                run_section(sections, "Drift", bench_drift)
+            if wanted("graph"):
+                run_section(sections, "Graph", lambda: bench_graph(base))
+            if wanted("serving"):
+                run_section(sections, "Serving", lambda: bench_serving(base, say=progress))
+            if wanted("scale"):
+                from benchmarks.scale import bench_scale
+
+                sizes = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
+                run_section(
+                    sections,
+                    "make run vs bare",
+                    lambda: bench_scale(
+                        base / "scale",
+                        sizes=sizes,
+                        exhaustive={s.strip().lower() for s in args.exhaustive.split(",") if s.strip()},
+                        expect=expect,
+                        progress=progress,
+                    ),
+                )
+            if wanted("daemon"):
+                from benchmarks.daemon import bench_daemon
+
+                run_section(
+                    sections, "Daemon path", lambda: bench_daemon(base / "daemon", expect=expect, progress=progress)
+                )
         if failures and log.is_file():
             log_tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
     finally:

@@ -1,223 +1,252 @@
-"""`make bench`, scale-out section: `training_job` on the embedded profile and on the scale-out profile.
+"""`make run` (the CLI) against the bare script (`benchmarks/bare.py`) on the same data at 10k, 100k and 1M rows.
 
-Both profiles run as `make dev` and `make dev-scale` run them (`python -m ml_assets.devserver`), each on
-its own temporary project with the repository's `params.yaml` and demo data and on free ports. The
-sensors validate the demo batches and start the first training run; a second, unchanged run is then
-launched as the UI's button does (it trains nothing, so it is mostly orchestration). Figures come
-from the runs' own event logs, so the start-up of the servers is not in them:
-
-- wall time: RUN_START to RUN_SUCCESS;
-- per-step hand-off overhead: for each step, from the executor handing it off (its first event:
-  the multiprocess executor's "launching subprocess", the Celery executor's "submitting task") to
-  STEP_START in the process that runs it (process start or task pick-up, instance and resources).
-
-    python -m benchmarks.scale [--keep]
+Each size gets 4 demo batches generated once. Every repetition runs, in turn: the bare script, then
+`python -m ml_assets.cli run` on a fresh project (new Dagster home, MLflow store, DVC cache and remote)
+holding the same landed files, then the same command again with nothing changed. Both sides run as
+fresh processes, timed from outside (wall, and CPU from the kernel's accounting of the child), with
+their own peak RSS (VmHWM). The ratio is taken pair by pair, so a machine that slows down in between
+moves both sides. The graph must print the holdout metrics the bare script computed: they do the same
+computations (an invariant, not a figure).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
+import json
 import os
+import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import dagster as dg
-import yaml
-
-from benchmarks.measure import Figure, Section, render
+from benchmarks.measure import Figure, Section, fmt_bytes
 
 REPO = Path(__file__).resolve().parents[1]
-WORKERS = 2
-failures: list[str] = []
+SIZES = {"10k": 2_500, "100k": 25_000, "1m": 250_000}
+"""Rows per batch of each size (4 batches)."""
+REPS = {"10k": 3, "100k": 2, "1m": 1}
+"""Repetitions of each size (ML_ASSETS_BENCH_REPS overrides them all, e.g. 1 for a quick look)."""
 
 
 @dataclass
-class RunFigures:
-    """What one training run's event log says."""
+class ChildRun:
+    """One timed child process."""
 
     wall: float
-    handoff: list[float]
-    steps: int
-    success: bool
+    cpu: float
+    peak: int
+    stdout: str
 
 
-def run_figures(instance: dg.DagsterInstance, run_id: str) -> RunFigures:
-    """Wall time and per-step hand-off overhead of a finished run, from its event log."""
-    kind = dg.DagsterEventType
-    events = list(instance.all_logs(run_id))
-    run = {e.dagster_event.event_type: e.timestamp for e in events if e.dagster_event and not e.step_key}
-    first: dict[str, float] = {}
-    started: dict[str, float] = {}
-    planned = {kind.ASSET_MATERIALIZATION_PLANNED, kind.ASSET_CHECK_EVALUATION_PLANNED}  # logged at launch
-    for event in events:
-        if event.step_key and event.dagster_event and event.dagster_event.event_type not in planned:
-            first.setdefault(event.step_key, event.timestamp)
-            if event.dagster_event and event.dagster_event.event_type == kind.STEP_START:
-                started.setdefault(event.step_key, event.timestamp)
-    handoff = [started[key] - first[key] for key in started]
-    end = run.get(kind.RUN_SUCCESS) or run.get(kind.RUN_FAILURE) or max(e.timestamp for e in events)
-    return RunFigures(
-        wall=end - run[kind.RUN_START], handoff=handoff, steps=len(started), success=kind.RUN_SUCCESS in run
+def run_child(args: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 3600) -> ChildRun:
+    """Runs `python -m benchmarks.peak <args>`; wall time, CPU (user + sys) and its own peak RSS.
+
+    Raises:
+        RuntimeError: The child failed (its output tail is in the message).
+    """
+    with tempfile.NamedTemporaryFile(prefix="bench_peak_", delete=False) as handle:
+        peak_file = Path(handle.name)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peak", *args],
+        env={**env, "BENCH_PEAK_FILE": str(peak_file), "PYTHONPATH": str(REPO)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_text = peak_file.read_text().strip() if peak_file.is_file() else ""
+    peak_file.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{' '.join(args)}` exited {done.returncode}: {(done.stdout + done.stderr)[-2500:]}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return ChildRun(wall=wall, cpu=cpu, peak=int(peak_text or 0), stdout=done.stdout)
 
 
-def new_project(base: Path) -> Path:
-    """A project root with the repository's params (sensors ticking every 3 s), dvc.yaml, GX suite and demo data."""
+def make_data(base: Path, size: str) -> Path:
+    """Writes the size's 4 demo batches once; returns the landing folder."""
+    import datetime as dt
+
     from ml_assets.lib.config import load_params
     from ml_assets.lib.demo_data import write_demo_batches
 
-    root = base / "project"
-    root.mkdir(parents=True)
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
-    raw = yaml.safe_load((root / "params.yaml").read_text())
-    raw["automation"] = {"landing_interval_seconds": 3, "retrain_interval_seconds": 3}
-    # The latency gate is unit-tested; on a busy bench machine it must not stop the run being timed.
-    raw["gates"]["max_p95_latency_ms"] = 1000.0
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    demo = load_params(root / "params.yaml").demo
+    landing = base / f"landing_{size}"
+    demo = load_params(REPO / "params.yaml").demo
     write_demo_batches(
-        root / "data" / "landing",
-        batches=demo.batches,
-        rows_per_batch=demo.rows_per_batch,
+        landing,
+        batches=4,
+        rows_per_batch=SIZES[size],
         seed=demo.seed,
         start_date=dt.date.fromisoformat(demo.start_date),
     )
-    return root
+    return landing
 
 
-def bench_profile(profile: str, base: Path) -> tuple[RunFigures, RunFigures]:
-    """Brings `profile` up on a fresh project; the first (sensor) and second (unchanged) training runs."""
-    from ml_assets_tests.e2e.harness import devserver, free_ports, launch_job, wait_for
-
-    root = new_project(base)
-    state = base / "state"
-    names = ["dagster", "mlflow", "docs", "grpc"] + (["postgres", "redis", "s3"] if profile == "scale" else [])
-    ports = free_ports(*names)
-    command = [sys.executable, "-m", "ml_assets.devserver", profile, "--root", str(root), "--state", str(state)]
-    command += [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(base / "dagster_home"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / '.mlflow' / 'mlflow.db'}",
-        "ML_ASSETS_DVC_REMOTE": str(base / "dvc_remote"),
-    }
-    if profile == "scale":
-        command += ["--workers", str(WORKERS)]
-    with devserver(command, state=state, env=env, cwd=root, timeout=600) as running:
-        instance_env = {k: v for k, v in running.env.items() if k.startswith("DAGSTER_")}
-        with _environment(instance_env):  # the instance's config reads these when it opens
-            instance = dg.DagsterInstance.from_config(running.env["DAGSTER_HOME"])
-        with instance:
-
-            def training(run_id: str | None = None) -> dg.DagsterRun | None:
-                runs = [r for r in instance.get_runs(dg.RunsFilter(job_name="training_job")) if r.is_finished]
-                runs = [r for r in runs if run_id is None or r.run_id == run_id]
-                return runs[0] if runs else None
-
-            first = wait_for(f"{profile}: the sensors' first training run", training, timeout=900, every=2)
-            second_id = launch_job(running.urls["webserver"], "training_job")
-            wait_for(f"{profile}: the unchanged training run", lambda: training(second_id), timeout=600, every=1)
-            return run_figures(instance, first.run_id), run_figures(instance, second_id)
+def write_params(path: Path) -> None:
+    """The repository's params.yaml, as it is."""
+    shutil.copy(REPO / "params.yaml", path)
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def bench_scale(base: Path) -> Section:
-    """Both profiles, one after the other (2 cores: never at once)."""
+def make_project(folder: Path, landing: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh project (repo params, dvc.yaml, GX suite; the landed files hard-linked) and its environment."""
     from ml_assets.lib.config import load_params
 
-    params = load_params(REPO / "params.yaml")
-    section = Section(
-        f"training_job as launched runs, demo data {params.demo.batches} x {params.demo.rows_per_batch:,} rows: "
-        f"embedded (multiprocess forkserver, 2 at a time, SQLite) vs scale-out ({WORKERS} Celery workers, Postgres, "
-        "MLflow server, S3)"
-    )
-    results = {}
-    for profile in ("embedded", "scale"):
-        print(f"[bench {time.strftime('%H:%M:%S')}] {profile} profile: start, ingest, train twice", file=sys.stderr)
-        results[profile] = bench_profile(profile, base / profile)
-    labels = {"embedded": "embedded, forkserver", "scale": f"scale-out, {WORKERS} Celery workers"}
-    for profile, (first, second) in results.items():
-        for label, figures in (("first run (trains 3 candidates)", first), ("second run, unchanged", second)):
-            ok = figures.success
-            if not ok:
-                failures.append(f"{profile} {label} did not succeed")
-            section.figures.append(
-                Figure(
-                    f"{labels[profile]}: {label}: wall",
-                    [figures.wall],
-                    note=f"{figures.steps} steps; {'ok' if ok else 'FAILED'}",
-                )
+    root = folder / "repo"
+    root.mkdir(parents=True)
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    write_params(root / "params.yaml")
+    shutil.copytree(REPO / "gx", root / "gx")
+    target = root / load_params(root / "params.yaml").data.landing_dir
+    target.mkdir(parents=True)
+    for path in sorted(landing.iterdir()) if landing.is_dir() else []:
+        os.link(path, target / path.name)
+    home = folder / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ML_ASSETS_ROOT": str(root),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / '.mlflow' / 'mlflow.db'}",
+        "ML_ASSETS_DVC_REMOTE": str(folder / "dvc_remote"),
+    }
+    return root, env
+
+
+def printed_metrics(stdout: str) -> dict[str, float]:
+    """The candidate's holdout metrics `make run` printed (the first column after the name)."""
+    metrics = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("accuracy", "f1", "roc_auc", "log_loss"):
+            metrics[parts[0]] = float(parts[1])
+    return metrics
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def bench_scale(
+    base: Path,
+    *,
+    sizes: list[str],
+    exhaustive: set[str],
+    expect: Callable[[bool, str], str],
+    progress: Callable[[str], None],
+) -> Section:
+    """The pairs at each size, the unchanged rerun, memory against the dataset, and search against exhaustive."""
+    base.mkdir(parents=True, exist_ok=True)
+    section = Section("make run (the CLI) vs the bare script, same data, fresh stores each run (4 batches)")
+    for size in sizes:
+        rows = 4 * SIZES[size]
+        progress(f"scale {size}: writing 4 x {SIZES[size]:,} rows")
+        landing = make_data(base, size)
+        bare_env = {**os.environ}
+        bare_root = base / f"bare_{size}"
+        bare_root.mkdir()
+        write_params(bare_root / "params.yaml")
+        (bare_root / "data").mkdir()
+        (bare_root / "data" / "landing").symlink_to(landing)
+        bares, graphs, reruns = [], [], []
+        bare_result: dict[str, Any] = {}
+        same = True
+        noop_said = True
+        reps = int(os.environ.get("ML_ASSETS_BENCH_REPS") or REPS[size])
+        for rep in range(reps):
+            progress(f"scale {size}: repetition {rep + 1}/{reps}: bare script")
+            out = base / f"bare_{size}_{rep}.json"
+            bares.append(
+                run_child(["benchmarks.bare", "--root", str(bare_root), "--json", str(out)], env=bare_env, cwd=REPO)
             )
-            section.figures.append(
-                Figure(
-                    f"{labels[profile]}: {label}: per-step hand-off",
-                    figures.handoff,
-                    note="executor hands the step off -> STEP_START in the process that runs it",
-                )
+            bare_result = json.loads(out.read_text())
+            progress(f"scale {size}: repetition {rep + 1}/{reps}: make run (fresh project)")
+            root, env = make_project(base / f"graph_{size}_{rep}", landing)
+            graphs.append(run_child(["ml_assets.cli", "run"], env=env, cwd=root))
+            printed = printed_metrics(graphs[-1].stdout)
+            same = same and all(
+                abs(printed.get(k, float("nan")) - round(v, 4)) < 1e-9 for k, v in bare_result["holdout"].items()
             )
-    embedded, scale = results["embedded"][1], results["scale"][1]
-    if embedded.handoff and scale.handoff:
-        extra = statistics.median(scale.handoff) - statistics.median(embedded.handoff)
+            progress(f"scale {size}: repetition {rep + 1}/{reps}: make run again, nothing changed")
+            reruns.append(run_child(["ml_assets.cli", "run"], env=env, cwd=root))
+            noop_said = noop_said and "nothing changed" in reruns[-1].stdout
+            shutil.rmtree(base / f"graph_{size}_{rep}", ignore_errors=True)
+        ratios = [g.wall / b.wall for g, b in zip(graphs, bares, strict=True)]
+        overheads = [g.wall - b.wall for g, b in zip(graphs, bares, strict=True)]
+        peak_g, peak_b = _median([g.peak for g in graphs]), _median([b.peak for b in bares])
+        dataset = int(bare_result.get("dataset_bytes", 0))
+        label = f"{size} rows (4 x {SIZES[size]:,})"
+        section.figures += [
+            Figure(
+                f"make run, {label}",
+                [g.wall for g in graphs],
+                note=f"CPU {_median([g.cpu for g in graphs]):.1f} s; peak RSS {fmt_bytes(int(peak_g))}",
+            ),
+            Figure(
+                f"  bare script, {label}",
+                [b.wall for b in bares],
+                note=f"CPU {_median([b.cpu for b in bares]):.1f} s; peak RSS {fmt_bytes(int(peak_b))}",
+            ),
+            Figure(
+                "  make run / bare: wall (pairwise) and overhead",
+                value=f"{_median(ratios):.2f}x",
+                note=f"+{_median(overheads):.1f} s (pairs: {', '.join(f'{r:.2f}x' for r in ratios)}); "
+                f"CPU {_median([g.cpu / b.cpu for g, b in zip(graphs, bares, strict=True)]):.2f}x",
+            ),
+            Figure(
+                "  make run / bare: peak RSS",
+                value=f"{peak_g / peak_b:.2f}x",
+                note=f"in-memory dataset {fmt_bytes(dataset)}: graph {peak_g / dataset:.2f}x it, bare "
+                f"{peak_b / dataset:.2f}x",
+            ),
+            Figure(
+                "  unchanged rerun of make run",
+                [r.wall for r in reruns],
+                note=f"CPU {_median([r.cpu for r in reruns]):.1f} s; one-line no-op "
+                f"{expect(noop_said, f'{size}: rerun said nothing changed')}",
+            ),
+            Figure(
+                "  champion: graph and bare holdout metrics equal",
+                value=f"{bare_result.get('champion')}",
+                note=f"{json.dumps(bare_result.get('config'))} on {bare_result.get('rows_fit'):,} rows, roc_auc "
+                f"{bare_result['holdout']['roc_auc']:.4f}: {expect(same, f'{size}: graph champion = bare champion')}",
+            ),
+        ]
+        steps = bare_result.get("steps", {})
         section.figures.append(
-            Figure("scale-out minus embedded: median per-step hand-off", value=f"{extra * 1e3:+.0f} ms")
+            Figure(
+                "  bare steps (last run)",
+                value=f"{sum(steps.values()):.1f} s",
+                note="; ".join(f"{k} {v:.1f}" for k, v in steps.items()),
+            )
         )
+        if size in exhaustive:
+            progress(f"scale {size}: exhaustive search (every configuration on all training rows)")
+            out = base / f"exhaustive_{size}.json"
+            run = run_child(
+                ["benchmarks.bare", "--root", str(bare_root), "--json", str(out), "--exhaustive"],
+                env=bare_env,
+                cwd=REPO,
+            )
+            result = json.loads(out.read_text())
+            found, best = result["holdout"]["roc_auc"], result["exhaustive"]["holdout"]["roc_auc"]
+            section.figures.append(
+                Figure(
+                    f"  search vs exhaustive, holdout roc_auc, {size}",
+                    value=f"{found:.4f} vs {best:.4f}",
+                    note=f"gap {best - found:+.4f} (goal <= 0.002); exhaustive: {result['exhaustive']['fits']} fits "
+                    f"in {result['exhaustive']['seconds']:.0f} s ({result['exhaustive']['champion']}); search: "
+                    f"{run.wall - result['exhaustive']['seconds']:.0f} s for the whole bare script",
+                )
+            )
+        progress(f"scale {size}: done ({rows:,} rows)")
     return section
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Runs the section in a temp folder and prints its table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs of every server)")
-    args = parser.parse_args(argv)
-    from ml_assets.devserver import DevServerError, postgres_bin
-
-    try:
-        postgres_bin()
-    except DevServerError as error:
-        print(f"scale-out section skipped: {error}")
-        return 0
-    # Postgres runs as the `postgres` user when this runs as root: its folder must be reachable.
-    base = Path(tempfile.mkdtemp(prefix="ml_assets_bench_scale_"))
-    base.chmod(0o755)
-    try:
-        section = bench_scale(base)
-    except Exception as error:  # the table says what broke instead of a traceback
-        section = Section("training_job on both profiles", error=f"{type(error).__name__}: {error}"[:400])
-        failures.append(section.error or "")
-    finally:
-        if args.keep:
-            print(f"kept {base}", file=sys.stderr)
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-    print()
-    print(render([section]))
-    for failure in failures:
-        print(f"  BROKEN: {failure}")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

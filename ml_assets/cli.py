@@ -2,24 +2,30 @@
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.freshness import Freshness
 from ml_assets.lib.landing import list_landing
 from ml_assets.lib.settings import EndpointUnreachable, check_endpoint, resolve_locations
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+"""Steps log to the run's event log (the UI shows it, traces included); the terminal gets one line each."""
 
 
 def landed_files(landing_dir: Path) -> list[Path]:
     """The batch files in the landing folder, by name."""
-    return [landing_dir / stat.name for stat in list_landing(landing_dir)]
+    return [landing_dir / landed.name for landed in list_landing(landing_dir).files]
 
 
 def prepare(root: Path, params: Params) -> list[Path]:
@@ -43,74 +49,240 @@ def prepare(root: Path, params: Params) -> list[Path]:
     return written
 
 
-def ingest_new_batches(defs: dg.Definitions, instance: dg.DagsterInstance, landing_dir: Path) -> dict[str, bool]:
-    """Runs the ingest job for every landed file whose bytes have not been ingested under its name yet.
+def _failure_line(result: dg.ExecuteInProcessResult) -> str:
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    if failed:
+        return "REJECTED: " + "; ".join(f"{e.check_name}: {e.description or 'failed'}" for e in failed)
+    errors = [e.step_failure_data.error for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    error, message = (errors[0] if errors else None), "the run failed"
+    while error is not None:  # the innermost cause is ours (Dagster's retry wraps it)
+        message, error = error.message.strip().splitlines()[0], error.cause
+    return f"FAILED: {message}; the run's log in the Dagster UI has the trace (run {result.run_id[:8]})"
+
+
+def ingest_new_batches(
+    defs: dg.Definitions, instance: dg.DagsterInstance, landing_dir: Path, *, params: Params, fresh: Sequence[Path] = ()
+) -> dict[str, bool]:
+    """Validates every complete landed file whose content the batch ledger has not settled yet.
+
+    The ledger is Dagster's event log, shared with the sensors: a batch validated or quarantined by
+    either is not taken again; one whose validation never finished (a crash) is validated again.
+
+    Args:
+        defs: The definitions.
+        instance: The Dagster instance.
+        landing_dir: The landing folder.
+        params: The params.
+        fresh: Files this command just wrote itself (complete by construction: no settling wait).
 
     Returns:
-        Batch name -> whether all its checks passed.
+        Batch file name -> whether it was kept.
     """
-    from ml_assets.defs.ingestion import LANDING_PARTITIONS
-    from ml_assets.lib.landing import file_md5
+    from ml_assets.defs.ingestion import BATCH_CHECKS, LANDING_PARTITIONS
+    from ml_assets.defs.ledger import read_ledger
+    from ml_assets.lib.landing import file_md5, incomplete_reason
 
     job = defs.resolve_job_def("ingest_batch_job")
-    outcomes: dict[str, bool] = {}
+    listing = list_landing(landing_dir)
+    for name, why in listing.ignored.items():
+        print(f"skipped {name}: {why}")
+    ledger = {entry.batch: entry for entry in read_ledger(instance, BATCH_CHECKS)}
     known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
-    for path in landed_files(landing_dir):
-        key = path.name
-        if key not in known:
-            instance.add_dynamic_partitions(LANDING_PARTITIONS, [key])
-        elif _ingested_version(instance, key) == file_md5(path):
+    settle = 0.0 if set(fresh) >= {landing_dir / f.name for f in listing.files} else params.automation.settle_seconds
+    youngest = max((f.mtime_ns for f in listing.files), default=0)
+    if settle and (wait := settle - (time.time_ns() - youngest) / 1e9) > 0:
+        print(f"waiting {wait:.0f} s for the newest landed file to be left alone (automation.settle_seconds)")
+        time.sleep(wait)
+    outcomes: dict[str, bool] = {}
+    for landed in list_landing(landing_dir).files:
+        path = landing_dir / landed.name
+        incomplete = incomplete_reason(
+            path, size=landed.size, mtime_ns=landed.mtime_ns, now_ns=time.time_ns(), settle_seconds=settle
+        )
+        if incomplete:
+            print(f"waiting {landed.name}: {incomplete}")
             continue
-        result = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET)
-        failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-        outcomes[key] = not failed and result.success
-        print(f"batch {key}: " + ("validated" if outcomes[key] else f"REJECTED by checks {failed}"))
+        entry = ledger.get(landed.key)
+        if entry is not None and entry.landed_md5 == file_md5(path) and entry.status != "pending":
+            continue
+        if landed.key not in known:
+            instance.add_dynamic_partitions(LANDING_PARTITIONS, [landed.key])
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=landed.key,
+            raise_on_error=False,
+            run_config=QUIET,
+            tags=_cli_tags(),
+        )
+        outcomes[landed.name] = result.success
+        print(f"batch {landed.name}: " + ("validated" if result.success else _failure_line(result)))
     return outcomes
 
 
-def _ingested_version(instance: dg.DagsterInstance, key: str) -> str | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("landed_batch"), asset_partitions=[key]), limit=1
-    ).records
-    if not records:
-        return None
-    materialization = records[0].asset_materialization
-    return materialization.tags.get("dagster/data_version") if materialization and materialization.tags else None
+def pending_batches(instance: dg.DagsterInstance, landing_dir: Path) -> list[str]:
+    """Landed files the batch ledger has not settled (new content, or a validation that never finished)."""
+    from ml_assets.defs.ingestion import BATCH_CHECKS
+    from ml_assets.defs.ledger import read_ledger
+    from ml_assets.lib.landing import file_md5
+
+    ledger = {entry.batch: entry for entry in read_ledger(instance, BATCH_CHECKS)}
+    pending = []
+    for landed in list_landing(landing_dir).files:
+        entry = ledger.get(landed.key)
+        if entry is None or entry.status == "pending" or entry.landed_md5 != file_md5(landing_dir / landed.name):
+            pending.append(landed.name)
+    return pending
+
+
+TRAINING_ASSETS = ("training_snapshot", *CODE_VERSIONS)
+"""The training side of the graph whose versions decide a retrain, parents first."""
+
+
+def training_freshness(instance: dg.DagsterInstance, root: Path, params: Params) -> Freshness:
+    """Whether training again would change nothing: data versions, code versions, DVC and params unchanged.
+
+    A champion moved outside a training run (a rollback, a pin, an approval) is recorded as a
+    `champion_model` materialization without the training run's code version, so it counts as a change.
+    """
+    from ml_assets.lib.dvc_store import DvcStore
+    from ml_assets.lib.freshness import Recorded, training_freshness
+    from ml_assets.lib.landing import file_md5
+    from ml_assets.lib.snapshot import validated_fingerprint
+
+    records: dict[str, Recorded | None] = {}
+    for name in TRAINING_ASSETS:
+        found = instance.fetch_materializations(dg.AssetKey(name), limit=1).records
+        event = found[0].asset_materialization if found else None
+        records[name] = (
+            Recorded.from_tags(found[0].run_id, event.tags or {}, {k: v.value for k, v in event.metadata.items()})
+            if event is not None
+            else None
+        )
+    snapshot = root / params.data.snapshot_path
+    return training_freshness(
+        records,
+        assets=TRAINING_ASSETS,
+        code_versions=CODE_VERSIONS,
+        validated_fingerprint=validated_fingerprint(root / params.data.validated_dir),
+        snapshot_md5_on_disk=file_md5(snapshot) if snapshot.is_file() else None,
+        snapshot_md5_in_dvc=DvcStore(root=root, remote_url="")
+        .stage_outputs("training_snapshot")
+        .get(params.data.snapshot_path),
+        params_hash=params.section_hash(),
+    )
+
+
+def _print_recorded_champion(instance: dg.DagsterInstance, params: Params) -> None:
+    """The champion and its holdout metrics as Dagster recorded them (MLflow is not even imported)."""
+
+    def metadata(asset: str) -> dict[str, Any]:
+        found = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        event = found[0].asset_materialization if found else None
+        return {k: v.value for k, v in event.metadata.items()} if event else {}
+
+    evaluation = metadata("model_evaluation")
+    print(f"  {'metric':<10} {'champion':>10}")
+    for metric in ("accuracy", "f1", "roc_auc", "log_loss"):
+        print(f"  {metric:<10} {float(evaluation.get(f'test_{metric}', 'nan')):>10.4f}")
+    version = metadata("champion_model").get("champion_version")
+    print(f"\nchampion: models:/{params.registry.model_name}@champion = version {version}")
+
+
+def _stale_cli_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """Runs this command started in-process whose process is gone (kill -9): no daemon will ever end them."""
+    import socket
+
+    stale = []
+    for record in instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], tags={"ml_assets/trigger": "make_run"})
+    ):
+        run = record.dagster_run
+        pid, host = run.tags.get("ml_assets/pid"), run.tags.get("ml_assets/host")
+        if pid and host == socket.gethostname():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                stale.append(run)
+    return stale
+
+
+def _cli_tags() -> dict[str, str]:
+    import socket
+
+    return {"ml_assets/trigger": "make_run", "ml_assets/pid": str(os.getpid()), "ml_assets/host": socket.gethostname()}
 
 
 def run(root: Path) -> int:
-    """Materializes the whole graph headless and prints the champion."""
+    """Validates new batches, trains, gates and promotes headless; prints the outcome in a few lines.
+
+    When nothing changed (no new batch; data versions, code versions, DVC and params as the last
+    training run left them) it says so in one line and skips everything.
+    """
+    params = load_params(root / "params.yaml")
+    landing = root / params.data.landing_dir
+    with dg.DagsterInstance.get() as instance:
+        if landed_files(landing) and not _stale_cli_runs(instance) and not pending_batches(instance, landing):
+            verdict = training_freshness(instance, root, params)
+            if verdict.fresh:
+                print(f"nothing changed (no new batch; {verdict.reason}): skipped ingest and training")
+                _print_recorded_champion(instance, params)
+                return 0
     from ml_assets.definitions import defs
+
+    fresh = prepare(root, params)
+    with dg.DagsterInstance.get() as instance:
+        for stale in _stale_cli_runs(instance):
+            instance.report_run_failed(stale, message="its `make run` process died; the next run repairs what it left")
+            print(f"run {stale.run_id[:8]} of {stale.job_name} died with its process; marked failed")
+        training = instance.get_runs(dg.RunsFilter(job_name="training_job", statuses=[dg.DagsterRunStatus.STARTED]))
+        if training:
+            print(f"a training run is in progress ({training[0].run_id[:8]}); try again when it ends", file=sys.stderr)
+            return 3
+        ingest_new_batches(defs, instance, root / params.data.landing_dir, params=params, fresh=fresh)
+        result = defs.resolve_job_def("training_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET, tags=_cli_tags()
+        )
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for evaluation in failed:
+        print(f"gate FAILED: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {evaluation.description}")
+    if not result.success and not failed:
+        print(f"training {_failure_line(result)}", file=sys.stderr)
+        return 1
+    _print_summary(result, params)
+    return 0 if not failed else 2
+
+
+def _print_summary(result: dg.ExecuteInProcessResult, params: Params) -> None:
+    """The candidate and the champion side by side, measured on the same holdout rows."""
     from ml_assets.lib import tracking
 
-    params = load_params(root / "params.yaml")
-    prepare(root, params)
-    with dg.DagsterInstance.get() as instance:
-        ingest_new_batches(defs, instance, root / params.data.landing_dir)
-        result = defs.resolve_job_def("training_job").execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
-        )
-    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    for evaluation in failed_checks:
-        print(f"gate FAILED: {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {evaluation.description}")
-    if not result.success and not failed_checks:
-        print("training run failed; see the run in the Dagster UI (make dev) for the step that failed", file=sys.stderr)
-        return 1
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
+    if "model_evaluation" not in materialized:
+        return
+    evaluation = result.output_for_node("model_evaluation")
+    comparison = evaluation.comparison
+    name = params.registry.model_name
+    champion_now = tracking.alias_version(_client(), name, tracking.CHAMPION)
+    registered = result.output_for_node("registered_model") if "registered_model" in materialized else None
+    print(
+        f"\ncandidate {'v' + registered if registered else '(not registered)'} vs "
+        f"{'champion v' + comparison.champion_version if comparison.champion_version else 'no champion'} "
+        f"on the same {evaluation.metrics.n_rows} holdout rows"
+    )
+    print(f"  {'metric':<10} {'candidate':>10} {'champion':>10}")
+    for metric in ("accuracy", "f1", "roc_auc", "log_loss"):
+        champion = f"{getattr(evaluation.champion, metric):>10.4f}" if evaluation.champion else f"{'-':>10}"
+        print(f"  {metric:<10} {getattr(evaluation.metrics, metric):>10.4f} {champion}")
+    if comparison.blocker:
+        print(f"  not compared: {comparison.blocker}")
+    print(f"\nchampion: models:/{name}@champion = version {champion_now.version if champion_now else 'none'}")
+
+
+def _client() -> Any:
     from mlflow import MlflowClient
 
-    uri = resolve_locations(os.environ, root=str(root)).mlflow_tracking_uri
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    champion = tracking.alias_version(client, params.registry.model_name, tracking.CHAMPION)
-    if champion is None:
-        print("no champion: the first model did not pass its gates")
-        return 1
-    metrics = {k.removeprefix("test_"): v for k, v in champion.tags.items() if k.startswith("test_")}
-    print(f"\nchampion: models:/{params.registry.model_name}@champion = version {champion.version}")
-    print(f"  trained on snapshot {champion.tags.get('dvc.snapshot_md5')} ({champion.tags.get('candidate')})")
-    print(f"  {'metric':<10} {'holdout':>8}")
-    for name in ("accuracy", "f1", "roc_auc", "log_loss"):
-        print(f"  {name:<10} {float(metrics.get(name, 'nan')):>8.4f}")
-    return 0 if not failed_checks else 2
+    uri = resolve_locations(os.environ).mlflow_tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def reproduce(root: Path, version: str) -> int:
@@ -119,6 +291,7 @@ def reproduce(root: Path, version: str) -> int:
     import mlflow.artifacts as mlflow_artifacts
     from mlflow import MlflowClient
 
+    from ml_assets.defs.training import CONFIG_TAG, ROWS_TAG
     from ml_assets.lib.config import parse_params
     from ml_assets.lib.dvc_store import DvcStore
     from ml_assets.lib.landing import file_md5
@@ -141,8 +314,19 @@ def reproduce(root: Path, version: str) -> int:
         return 1
     import pandas as pd
 
-    reproduction = retrain(pd.read_parquet(path), params, candidate=model_version.tags["candidate"])
-    recorded = {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("test_")}
+    run = client.get_run(run_id)
+    config, rows = run.data.tags.get(CONFIG_TAG), run.data.tags.get(ROWS_TAG)
+    reproduction = retrain(
+        pd.read_parquet(path),
+        params,
+        candidate=model_version.tags["candidate"],
+        config=json.loads(config) if config else None,
+        rows=int(rows) if rows else None,
+    )
+    recorded = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    if not recorded:
+        print(f"run {run_id} recorded no test metrics: nothing to compare the reproduction with", file=sys.stderr)
+        return 1
     comparison = compare_metrics(recorded, reproduction.metrics)
     print(f"  {'metric':<10} {'recorded':>20} {'reproduced':>20}")
     for metric, was, now in comparison.rows():

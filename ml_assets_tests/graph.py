@@ -12,7 +12,7 @@ from ml_assets_tests.conftest import Project
 
 ALL_ASSETS = list(defs.assets or []) + list(defs.asset_checks or [])
 INGEST = dg.AssetSelection.assets("landed_batch", "validated_batch", "batch_drift", "live_performance", "predictions")
-TRAIN = dg.AssetSelection.assets("training_snapshot").downstream()
+TRAIN = dg.AssetSelection.assets("training_snapshot").downstream() - dg.AssetSelection.assets("predictions")
 
 
 def materialize(project: Project, selection: dg.AssetSelection, **kwargs: Any) -> dg.ExecuteInProcessResult:

@@ -7,7 +7,7 @@ part only.
 import dagster as dg
 import pandas as pd
 
-from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY
+from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY, TRAINING_POOL
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import features as features_lib
 
@@ -17,6 +17,7 @@ from ml_assets.lib import features as features_lib
     kinds={"pandas", "dvc"},
     owners=OWNERS,
     code_version=CODE_VERSIONS["dataset_split"],
+    pool=TRAINING_POOL,
     retry_policy=RETRY,
 )
 def dataset_split(
@@ -115,6 +116,7 @@ def no_target_leakage(project: ProjectResource, dataset_split: features_lib.Trai
     kinds={"sklearn"},
     owners=OWNERS,
     code_version=CODE_VERSIONS["feature_pipeline"],
+    pool=TRAINING_POOL,
 )
 def feature_pipeline(dataset_split: features_lib.TrainingData) -> dg.Output[object]:
     """The preprocessing (impute and scale numbers, impute and one-hot categories), fit on the training part only."""

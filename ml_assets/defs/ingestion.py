@@ -5,14 +5,15 @@ the suite; the batches that pass are unioned into the DVC-pinned training snapsh
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from ml_assets.defs.graph import OWNERS, RETRY
+from ml_assets.defs.graph import OWNERS, RETRY, TRAINING_POOL
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
-from ml_assets.lib.landing import file_md5
+from ml_assets.lib.landing import file_md5, find_landed_file, incomplete_reason
 from ml_assets.lib.validation import CHECK_CATEGORIES
 
 LANDING_PARTITIONS = "landing_batches"
@@ -32,19 +33,29 @@ BATCH_CHECKS = CHECK_CATEGORIES
 def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output[pd.DataFrame]:
     """One file from the landing folder, read as it arrived (CSV or Parquet), not yet trusted.
 
-    The partition key is the file name; the data version is the md5 of its bytes, so a renamed or
-    touched copy of the same file is the same data.
+    The partition key is the file name (or a safe key made from it); the data version is the md5 of
+    its bytes, so a renamed or touched copy of the same file is the same data. New bytes under a
+    known name are a new version of the batch: the old version's validated rows leave the snapshot.
     """
-    path = project.path(project.params().data.landing_dir) / context.partition_key
-    if not path.is_file():
+    params = project.params()
+    landing = project.path(params.data.landing_dir)
+    path = find_landed_file(landing, context.partition_key)
+    if path is None:
         raise dg.Failure(
-            f"batch `{context.partition_key}` is registered but `{path}` is gone; "
+            f"batch `{context.partition_key}` is registered but no file in `{landing}` maps to it any more; "
             "land the file again or delete the partition in the UI"
         )
+    stat = path.stat()
+    incomplete = incomplete_reason(path, size=stat.st_size, mtime_ns=stat.st_mtime_ns, now_ns=0, settle_seconds=0)
+    if incomplete:
+        raise dg.Failure(f"batch `{path.name}` {incomplete}; nothing was validated")
     frame = snapshot_lib.read_landed_batch(path)
     md5 = file_md5(path)
+    superseded = snapshot_lib.supersede(project.path(params.data.validated_dir), context.partition_key, landed_md5=md5)
+    if superseded:
+        context.log.warning(f"batch `{path.name}` landed again with new bytes; the old version moved to `{superseded}`")
     null_share = {str(c): float(v) for c, v in pd.Series(frame.isna().mean()).items()}
-    target = project.params().data.target
+    target = params.data.target
     balance = (
         {str(k): float(v) for k, v in pd.Series(frame[target]).value_counts(normalize=True).items()}
         if target in frame
@@ -55,6 +66,7 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
         data_version=dg.DataVersion(md5),
         metadata={
             "file": dg.MetadataValue.path(str(path)),
+            "file_name": path.name,
             "md5": md5,
             "dagster/row_count": len(frame),
             "dagster/column_schema": _schema(frame),
@@ -183,14 +195,15 @@ def validated_batch(
 
     It exists only when its checks passed: a blocking check failure stops the run before this step.
     """
+    from ml_assets.defs.ledger import landed_version
+
     out = snapshot_lib.validated_batch_path(project.path(project.params().data.validated_dir), context.partition_key)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    landed_batch.to_parquet(tmp, index=False)
-    tmp.replace(out)  # atomic: the snapshot never reads a half-written batch
+    md5 = landed_version(context.instance, context.partition_key)
+    snapshot_lib.write_validated(landed_batch, out, source_md5=md5)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(out)),
+            "source_md5": md5,
             "dagster/row_count": len(landed_batch),
             "dagster/column_schema": _schema(landed_batch),
         }
@@ -204,22 +217,29 @@ def validated_batch(
     owners=OWNERS,
     code_version="1",
     retry_policy=RETRY,
+    pool=TRAINING_POOL,
+    check_specs=[dg.AssetCheckSpec("rows_accounted_for", asset="training_snapshot", blocking=True)],
 )
-def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output[pd.DataFrame]:
+def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResource) -> Iterator[Any]:
     """The union of every validated batch, written as Parquet, committed to DVC and pushed to its remote.
 
     Its data version is the DVC md5 of the file, so the same batches give the same version and
-    nothing downstream retrains.
+    nothing downstream retrains. Its check balances the row ledger: every landed row is validated,
+    quarantined or pending, and every validated row is in the snapshot (or an exact duplicate).
     """
+    from ml_assets.defs.ledger import read_ledger
+    from ml_assets.lib.ledger import reconcile
+
     params = project.params()
     out = project.path(params.data.snapshot_path)
-    frame = snapshot_lib.build_snapshot(project.path(params.data.validated_dir), out)
+    snapshot = snapshot_lib.build_snapshot(project.path(params.data.validated_dir), out)
     store = project.dvc()
     md5 = store.commit_stage("training_snapshot")[params.data.snapshot_path]
     pushed = store.push("training_snapshot")
+    frame = snapshot.frame
     context.log.info(f"snapshot {len(frame)} rows, md5 {md5}; pushed {pushed} file(s) to the DVC remote")
-    counts = frame[snapshot_lib.BATCH_COLUMN].value_counts().sort_index()
-    return dg.Output(
+    ledger = reconcile(read_ledger(context.instance, BATCH_CHECKS), snapshot)
+    yield dg.Output(
         frame,
         data_version=dg.DataVersion(md5),
         metadata={
@@ -227,10 +247,19 @@ def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResourc
             "validated_fingerprint": snapshot_lib.validated_fingerprint(project.path(params.data.validated_dir)),
             "path": dg.MetadataValue.path(str(out)),
             "dagster/row_count": len(frame),
-            "batches": dg.MetadataValue.json({str(k): int(v) for k, v in counts.items()}),
+            "rows_by_batch": dg.MetadataValue.json(
+                {k: v - snapshot.duplicates_dropped[k] for k, v in snapshot.validated_rows.items()}
+            ),
             "class_balance": dg.MetadataValue.json(
                 {str(k): round(float(v), 4) for k, v in frame[params.data.target].value_counts(normalize=True).items()}
             ),
             "dagster/column_schema": _schema(frame),
         },
+    )
+    yield dg.AssetCheckResult(
+        check_name="rows_accounted_for",
+        passed=ledger.balanced,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=ledger.summary(),
+        metadata={**ledger.totals, "ledger": dg.MetadataValue.table([dg.TableRecord(r) for r in ledger.rows])},
     )

@@ -4,13 +4,19 @@ Which executor runs the training steps is a deployment choice, not a code change
 reads `ML_ASSETS_EXECUTOR` once, when the definitions are built (the same pattern as Dagster's
 per-deployment resources), and `build_definitions` makes it the default executor of the code
 location. The training job and every materialization launched from the UI use it; the per-batch
-job keeps its in-process executor.
+job always runs in one process.
 
-| `ML_ASSETS_EXECUTOR` | steps run in                                                  | profile          |
-|----------------------|---------------------------------------------------------------|------------------|
-| `multiprocess` (unset) | processes forked from a forkserver on the run's machine     | `make dev`       |
-| `celery`             | Celery workers (`dagster-celery worker start`), any machine   | `make dev-scale` |
-| `k8s`                | one Kubernetes pod per step (`dagster-k8s`, the `k8s` extra)  | deploy/k8s       |
+| `ML_ASSETS_EXECUTOR`   | steps run in                                                  | profile          |
+|------------------------|---------------------------------------------------------------|------------------|
+| `in_process` (unset)   | the run's own process                                         | `make dev`       |
+| `multiprocess`         | processes forked from a forkserver on the run's machine       |                  |
+| `celery`               | Celery workers (`dagster-celery worker start`), any machine   | `make dev-scale` |
+| `k8s`                  | one Kubernetes pod per step (`dagster-k8s`, the `k8s` extra)  | deploy/k8s       |
+
+One process is the default by measurement (make bench, daemon section): on two cores a process per
+step paid start-up, imports and an unpickled copy of the split for each of ~15 steps, more than
+running the candidate searches side by side saved; the search parallelises each rung itself
+(`training.search.n_jobs`). More machines change that, hence the other executors.
 """
 
 from collections.abc import Mapping
@@ -52,7 +58,7 @@ CELERY_CONFIG: dict[str, Any] = {
 
 
 def executor_for(env: Mapping[str, str]) -> dg.ExecutorDefinition:
-    """The step executor named by `ML_ASSETS_EXECUTOR` in `env` (`multiprocess` when unset).
+    """The step executor named by `ML_ASSETS_EXECUTOR` in `env` (`in_process` when unset).
 
     Args:
         env: The environment of the process building the definitions (pass `os.environ`).
@@ -63,7 +69,9 @@ def executor_for(env: Mapping[str, str]) -> dg.ExecutorDefinition:
     Raises:
         ValueError: The variable names no known executor.
     """
-    name = env.get(EXECUTOR_ENV, "").strip() or "multiprocess"
+    name = env.get(EXECUTOR_ENV, "").strip() or "in_process"
+    if name == "in_process":
+        return dg.in_process_executor
     if name == "multiprocess":
         return MULTIPROCESS_EXECUTOR
     if name == "celery":
@@ -74,7 +82,8 @@ def executor_for(env: Mapping[str, str]) -> dg.ExecutorDefinition:
         from dagster_k8s import k8s_job_executor  # type: ignore[import-not-found]  # the `k8s` extra
 
         return k8s_job_executor.configured({"max_concurrent": 4}, name="k8s")
-    raise ValueError(f"{EXECUTOR_ENV}=`{name}` names no executor; use `multiprocess` (the default), `celery` or `k8s`")
+    known = "`in_process` (the default), `multiprocess`, `celery` or `k8s`"
+    raise ValueError(f"{EXECUTOR_ENV}=`{name}` names no executor; use {known}")
 
 
 ingest_batch_job = dg.define_asset_job(
@@ -90,10 +99,12 @@ ingest_batch_job = dg.define_asset_job(
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.assets("training_snapshot").downstream(),
-    # One training run at a time (the run queue limits this tag, see deploy/*/dagster.yaml): two
-    # triggers at once queue up, and the second finds the first's fingerprint and registers nothing new.
-    tags={TRIGGER_TAG: "manual", "ml_assets/serial": "training"},
-    # No executor here: the code location's default (`executor_for`) runs its steps.
+    # The batch scores depend on the champion too, but per batch: the automation sensor rescores them.
+    selection=dg.AssetSelection.assets("training_snapshot").downstream() - dg.AssetSelection.assets("predictions"),
+    # One training run at a time comes from the `training_run` pool of its assets (dagster.yaml),
+    # so runs launched from the UI queue up the same way.
+    tags={TRIGGER_TAG: "manual"},
+    # No executor here: the code location's default (`executor_for`) runs its steps: in one process
+    # unless ML_ASSETS_EXECUTOR names another.
     description="Snapshot -> features -> candidates -> evaluation -> gates -> registry -> champion.",
 )

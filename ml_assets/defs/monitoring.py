@@ -1,16 +1,20 @@
-"""Monitoring: drift of each validated batch, and the champion's live performance on it.
+"""Monitoring: drift of each validated batch, the champion's live performance on it, and the rollback rule.
 
 Each validated batch is compared with the champion's training data and, when it carries labels,
-used to score the champion live (with a rollback when it fell below the minimum).
+used to score the champion live. A degraded champion is weighed against every earlier champion
+by `live_rollback_job`, which the retrain sensor starts.
 """
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from ml_assets.defs.graph import OWNERS, RETRY, code_version
+from ml_assets.defs.graph import OWNERS, RETRY, WRITER_POOL, code_version
 from ml_assets.defs.ingestion import landing_batches, validated_batch
+from ml_assets.defs.registry import history_metadata
 from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 
@@ -98,9 +102,10 @@ def batch_drift(
     group_name="monitoring",
     kinds={"sklearn", "mlflow"},
     owners=OWNERS,
-    code_version=code_version("1", "retrain.performance_metric", "retrain.min_live_score"),
+    code_version=code_version("2", "retrain.performance_metric", "retrain.min_live_score"),
     retry_policy=RETRY,
     automation_condition=dg.AutomationCondition.eager(),
+    output_required=False,
 )
 def live_performance(
     context: dg.AssetExecutionContext,
@@ -108,54 +113,39 @@ def live_performance(
     mlflow: MlflowResource,
     alerts: AlertResource,
     landed_batch: pd.DataFrame,
-) -> dg.Output[dict[str, Any]]:
-    """The champion's score on this batch's labels, with an alert and a rollback when it falls below the minimum.
+) -> Iterator[Any]:
+    """The champion's score on this batch's labels against `retrain.min_live_score`; a degraded champion alerts.
 
-    The rollback moves `champion` back to `previous_champion` only when that version scores
-    better on the same batch.
+    It measures and never moves the registry: the retrain sensor weighs a degraded champion, and
+    the rollback decision (an earlier champion credibly better on the live labels) is taken by
+    `live_rollback_job` through the one registry writer.
     """
     from ml_assets.lib import tracking
-    from ml_assets.lib.evaluation import score_model
     from ml_assets.lib.retrain import evaluate_live_performance
 
     params = project.params()
     name, target, metric = params.registry.model_name, params.data.target, params.retrain.performance_metric
-    client = mlflow.client()
-    champion = tracking.alias_version(client, name, tracking.CHAMPION)
+    champion = tracking.load_champion(mlflow.client(), mlflow.uri, name)
     labels = landed_batch[target].dropna() if target in landed_batch else pd.Series(dtype=float)
-    if champion is None or labels.nunique() < 2:
-        status = "no_champion" if champion is None else "unlabelled"
-        return dg.Output({"status": status, "degraded": False}, metadata={"status": status, "degraded": False})
+    if champion.version is None or labels.nunique() < 2:  # nothing to measure: no materialization, no green
+        context.log.info(
+            f"batch `{context.partition_key}`: live performance not measured: "
+            + (f"no champion of `{name}` yet" if champion.version is None else "the batch has no labels (two classes)")
+        )
+        return
+    if champion.model is None:
+        raise dg.Failure(f"champion v{champion.version} of `{name}` cannot be loaded: {champion.blocker}")
     rows = landed_batch.loc[labels.index]
-    features = [c for c in rows.columns if c != target]
-
-    def score(version: Any) -> float:
-        model = tracking.load_model(mlflow.uri, f"models:/{name}/{version.version}")
-        return score_model(model, rows, features=features, target=target).get(metric)
-
-    previous = tracking.alias_version(client, name, tracking.PREVIOUS_CHAMPION)
     check = evaluate_live_performance(
-        metric=metric,
-        champion_score=score(champion),
-        threshold=params.retrain.min_live_score,
-        previous_score=score(previous) if previous is not None else None,
+        champion.model, rows, target=target, metric=metric, threshold=params.retrain.min_live_score
     )
-    rolled_back_to = None
     if check.degraded:
-        if check.rollback and previous is not None:
-            client.set_registered_model_alias(name, tracking.CHAMPION, str(previous.version))
-            client.delete_registered_model_alias(name, tracking.PREVIOUS_CHAMPION)
-            client.set_model_version_tag(
-                name, str(champion.version), "ml_assets.rolled_back", f"batch {context.partition_key}: {check.detail}"
-            )
-            rolled_back_to = str(previous.version)
         alerts.send(
             context,
             Alert(
                 title=f"`{name}` v{champion.version} degraded on batch `{context.partition_key}`",
-                detail=check.detail
-                + (f"; `champion` moved back to v{rolled_back_to}" if rolled_back_to else "; champion kept")
-                + "; a retrain follows (reason: performance)",
+                detail=f"{check.detail}. The retrain sensor retrains (reason: performance) and weighs a rollback to "
+                "an earlier champion; a person may approve a challenger, force a rollback or pin",
                 context={"batch": context.partition_key, "run_id": context.run_id},
             ),
         )
@@ -165,9 +155,92 @@ def live_performance(
         "metric": metric,
         "champion_version": int(champion.version),
         "champion_score": check.champion_score,
-        "previous_version": int(previous.version) if previous is not None else None,
-        "previous_score": check.previous_score,
-        "rolled_back_to": int(rolled_back_to) if rolled_back_to else None,
+        "labelled_rows": len(rows),
         "detail": check.detail,
     }
-    return dg.Output(result, metadata={k: v for k, v in result.items() if v is not None})
+    yield dg.Output(result, metadata=result)
+
+
+@dg.asset_check(asset=live_performance, partitions_def=landing_batches)
+def champion_meets_min_live_score(live_performance: dict[str, Any]) -> dg.AssetCheckResult:
+    """The champion meets `retrain.min_live_score` on this batch's labels (a failed check stays until resolved)."""
+    return dg.AssetCheckResult(
+        passed=not live_performance["degraded"],
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=live_performance["detail"],
+        metadata={
+            "champion_version": live_performance["champion_version"],
+            "score": live_performance["champion_score"],
+        },
+    )
+
+
+class RollbackConfig(dg.Config):
+    """What the retrain sensor found: the degraded champion and the labelled batches it failed on."""
+
+    champion_version: int
+    batches: list[str]
+
+
+@dg.op(pool=WRITER_POOL)
+def weigh_rollback(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    alerts: AlertResource,
+) -> None:
+    """Rolls `champion` back to an earlier champion only if it is credibly better on the live labels and good enough.
+
+    Every earlier champion in the history (never one rolled back before) is scored on the same
+    labelled rows as the degraded champion; `ml_assets/lib/retrain.py` `decide_rollback` holds the
+    rule, and the move goes through the one registry writer, so a pin or a newer champion wins.
+    """
+    from ml_assets.lib import promotion
+    from ml_assets.lib.snapshot import read_validated
+
+    params = project.params()
+    name, current = params.registry.model_name, str(config.champion_version)
+    outcome = promotion.roll_back_if_better(
+        mlflow.client(),
+        mlflow.uri,
+        name,
+        rows=read_validated(project.path(params.data.validated_dir), config.batches, target=params.data.target),
+        target=params.data.target,
+        current=current,
+        min_score=params.retrain.min_live_score,
+        samples=params.gates.bootstrap_samples,
+        confidence=params.gates.confidence,
+        seed=params.split.seed,
+        run_id=context.run_id,
+        now=datetime.now(UTC),
+    )
+    for note in outcome.unscorable:
+        context.log.warning(f"not a rollback candidate: {note}")
+    if outcome.event is None:
+        title = "rollback refused" if outcome.refused else "no earlier version is better"
+        detail = outcome.refused or outcome.detail
+        alerts.send(
+            context,
+            Alert(
+                title=f"`{name}` v{current} degraded; {title}",
+                detail=f"{detail}. Retraining (reason: performance); a person may approve a challenger, "
+                "force a rollback (`rollback_champion`) or pin (`pin_champion`)",
+            ),
+        )
+        return
+    metadata = {"champion_version": int(outcome.event.version or 0), "replaced_version": int(current)}
+    context.log_event(dg.AssetMaterialization("champion_model", metadata={**metadata, "action": "rollback"}))
+    context.log_event(dg.AssetMaterialization("champion_history", metadata=history_metadata(mlflow, name)))
+    alerts.send(
+        context,
+        Alert(title=f"`{name}` rolled back from v{current} to v{outcome.event.version}", detail=outcome.detail),
+    )
+
+
+@dg.job(
+    description="Weigh a rollback of a degraded champion to a credibly better earlier one (from the retrain sensor)."
+)
+def live_rollback_job() -> None:
+    """Weigh a rollback."""
+    weigh_rollback()

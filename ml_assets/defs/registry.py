@@ -1,16 +1,21 @@
-"""Registry: registration in MLflow and promotion to `champion`.
+"""Registry: registration in MLflow and promotion to `champion`, through one compare-and-set writer.
 
-A model that passed every gate becomes a registered version (alias `challenger`), is smoke-tested
-from the registry, and only then takes the `champion` alias.
+A model that passed its own gates becomes a registered version (alias `challenger`). Two blocking
+checks then decide whether automation may promote it: it must be shown non-inferior to the
+champion it was compared with, and no person may have pinned the champion or rolled this version
+back. Only then does `champion_model` move `champion`, and only if it still points at the version
+the comparison was made against. Every move is recorded in `champion_history`.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
-from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY
+from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY, TRAINING_POOL, WRITER_POOL
 from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
+from ml_assets.lib import gates
 from ml_assets.lib.evaluation import CandidateEvaluation
 from ml_assets.lib.training import CandidateModel
 
@@ -21,6 +26,7 @@ from ml_assets.lib.training import CandidateModel
     owners=OWNERS,
     code_version=CODE_VERSIONS["registered_model"],
     retry_policy=RETRY,
+    pool=TRAINING_POOL,
 )
 def registered_model(
     context: dg.AssetExecutionContext,
@@ -40,38 +46,37 @@ def registered_model(
     params = project.params()
     client = mlflow.client()
     name = params.registry.model_name
-    existing = tracking.find_version(client, name, fingerprint=trained_model.fingerprint)
-    if existing is not None:
-        version = existing
-        context.log.info(f"`{name}` v{version.version} already holds fingerprint {trained_model.fingerprint}")
-    else:
-        version = tracking.register_version(
-            client,
-            model_name=name,
-            model_uri=trained_model.model_uri,
-            run_id=trained_model.run_id,
-            tags={
-                tracking.FINGERPRINT_TAG: trained_model.fingerprint,
-                "candidate": trained_model.name,
-                "dvc.snapshot_md5": dataset_split.snapshot_md5,
-                "dvc.holdout_md5": dataset_split.holdout_md5,
-                "git_commit": git_commit(project.locations.root),
-                "dagster_run_id": context.run_id,
-                "dagster_run_url": mlflow.dagster_run_url(context.run_id),
-                "params_hash": params.section_hash(),
-                "code_version": CODE_VERSIONS["trained_model"],
-                **{f"test_{k}": f"{v:.6f}" for k, v in model_evaluation.metrics.scalars().items()},
-            },
-            description=f"{trained_model.name} trained on snapshot {dataset_split.snapshot_md5}",
-        )
-    number = str(version.version)
+    comparison = model_evaluation.comparison
+    registration = tracking.register_or_reuse(
+        client,
+        model_name=name,
+        model_uri=trained_model.model_uri,
+        run_id=trained_model.run_id,
+        fingerprint=trained_model.fingerprint,
+        tags={
+            "candidate": trained_model.name,
+            "dvc.snapshot_md5": dataset_split.snapshot_md5,
+            "dvc.holdout_md5": dataset_split.holdout_md5,
+            "git_commit": git_commit(project.locations.root),
+            "dagster_run_id": context.run_id,
+            "dagster_run_url": mlflow.dagster_run_url(context.run_id),
+            "params_hash": params.section_hash(),
+            "code_version": CODE_VERSIONS["trained_model"],
+            **{f"test_{k}": f"{v:.6f}" for k, v in model_evaluation.metrics.scalars().items()},
+        },
+        description=f"{trained_model.name} trained on snapshot {dataset_split.snapshot_md5}",
+    )
+    number = str(registration.version.version)
+    client.set_model_version_tag(name, number, "ml_assets.compared_with", comparison.note[:4000])
     client.set_registered_model_alias(name, tracking.CHALLENGER, number)
+    context.log.info(f"`{name}` v{number} is `challenger`; {comparison.note}")
     return dg.Output(
         number,
         metadata={
             "model_name": name,
             "version": int(number),
-            "newly_registered": existing is None,
+            "newly_registered": registration.created,
+            "compared_with": comparison.note,
             "model_version": dg.MetadataValue.url(mlflow.version_url(name, number)),
             "mlflow_run": dg.MetadataValue.url(
                 mlflow.run_url(mlflow.experiment_id(params.registry.experiment_name), trained_model.run_id)
@@ -115,52 +120,135 @@ def loads_from_registry_and_matches(
     )
 
 
+@dg.asset_check(asset=registered_model, blocking=True, additional_ins={"model_evaluation": dg.AssetIn()})
+def no_regression_vs_champion(
+    project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
+) -> dg.AssetCheckResult:
+    """Not worse than the champion it was compared with, by a paired bootstrap on the same holdout."""
+    limits = project.params().gates
+    verdict = gates.non_inferior(
+        model_evaluation.comparison, margin=limits.non_inferiority_margin, min_power=limits.min_power
+    )
+    return dg.AssetCheckResult(
+        passed=verdict.passed,
+        metadata=verdict.metadata(),
+        description=verdict.message
+        if verdict.passed
+        else f"v{registered_model}: {verdict.message}; `champion` is unchanged",
+    )
+
+
+@dg.asset_check(asset=registered_model, blocking=True)
+def automation_may_promote(
+    project: ProjectResource, mlflow: MlflowResource, registered_model: str
+) -> dg.AssetCheckResult:
+    """No person has pinned the champion, and this version was never rolled back."""
+    from ml_assets.lib.promotion import refusal_for_automation
+
+    refusal = refusal_for_automation(mlflow.client(), project.params().registry.model_name, registered_model)
+    return dg.AssetCheckResult(passed=refusal is None, description=refusal)
+
+
 @dg.asset(
     group_name="registry",
     kinds={"mlflow"},
     owners=OWNERS,
     code_version=CODE_VERSIONS["champion_model"],
-    retry_policy=RETRY,
+    pool=WRITER_POOL,
+    ins={"registered_model": dg.AssetIn(), "model_evaluation": dg.AssetIn()},
 )
 def champion_model(
-    context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource, registered_model: str
+    context: dg.AssetExecutionContext,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    registered_model: str,
+    model_evaluation: CandidateEvaluation,
 ) -> dg.Output[str]:
-    """The production model: the registry's `champion` alias, on the newest version that passed every gate."""
-    from ml_assets.lib import tracking
+    """The production model: `champion`, moved to the challenger only if it still points where it was compared.
+
+    The move is a compare-and-set in the one writer pool; the event is kept in `champion_history`.
+    """
+    from ml_assets.lib import promotion
 
     name = project.params().registry.model_name
     client = mlflow.client()
-    before = tracking.alias_version(client, name, tracking.CHAMPION)
-    previous = str(before.version) if before is not None else None
-    promoted = previous != registered_model
-    if promoted:
-        tracking.move_alias(client, name, tracking.CHAMPION, registered_model)
-        if previous is not None:
-            client.set_registered_model_alias(name, tracking.PREVIOUS_CHAMPION, previous)
-        context.log.info(f"`{name}@champion`: v{previous or '-'} -> v{registered_model}")
+    expected = model_evaluation.comparison.champion_version
+    if expected == registered_model:
+        context.log.info(f"`{name}` v{registered_model} is already champion; nothing to move")
+        return dg.Output(registered_model, metadata={"champion_version": int(registered_model), "promoted": False})
+    difference = model_evaluation.comparison.difference
+    try:
+        event = promotion.move_champion(
+            client,
+            name,
+            to_version=registered_model,
+            expected=expected,
+            action="promote",
+            reason=model_evaluation.comparison.note,
+            actor=f"automation:{context.run.tags.get('ml_assets/trigger', 'manual')}",
+            run_id=context.run_id,
+            now=datetime.now(UTC),
+            automated=True,
+            metrics={
+                "holdout_roc_auc": model_evaluation.metrics.roc_auc,
+                **(
+                    {"champion_holdout_roc_auc": model_evaluation.champion.roc_auc} if model_evaluation.champion else {}
+                ),
+                **({"lead_lower_bound": difference.lower} if difference else {}),
+            },
+        )
+    except promotion.PromotionRefused as refused:
+        raise dg.Failure(description=str(refused)) from refused
+    context.log.info(f"`{name}@champion`: v{event.previous or '-'} -> v{event.version}")
     return dg.Output(
         registered_model,
         metadata={
-            "metrics_by_version": _metric_history(client, name),
-            "model_name": name,
             "champion_version": int(registered_model),
-            "previous_champion_version": int(previous) if previous else None,
-            "promoted": promoted,
+            "replaced_version": int(event.previous) if event.previous else None,
+            "promoted": True,
+            "history_event": event.seq,
             "model_uri": f"models:/{name}@champion",
             "model_version": dg.MetadataValue.url(mlflow.version_url(name, registered_model)),
         },
     )
 
 
-def _metric_history(client: Any, name: str) -> dg.MetadataValue:
-    """Holdout metrics of every registered version, as a chart."""
-    from ml_assets.lib import plots
+@dg.asset(
+    deps=[champion_model],
+    group_name="registry",
+    kinds={"mlflow"},
+    owners=OWNERS,
+    code_version="1",
+)
+def champion_history(mlflow: MlflowResource, project: ProjectResource) -> dg.MaterializeResult:
+    """Every promotion, approval, rollback and pin of `champion`, newest first, with each version's metrics.
 
+    Read from the registry's own history tags, so `make run`, the sensors and people share one book.
+    """
+    return dg.MaterializeResult(metadata=history_metadata(mlflow, project.params().registry.model_name))
+
+
+def history_metadata(mlflow: MlflowResource, name: str) -> dict[str, Any]:
+    """The champion history table and the metric chart, as shown on `champion_history`."""
+    from ml_assets.lib import plots, promotion, tracking
+
+    client = mlflow.client()
+    aliases = tracking.read_aliases(client, name)
+    if not aliases and not tracking.model_exists(client, name):
+        return {"events": 0, "champion": "none"}
+    events = promotion.history(dict(client.get_registered_model(name).tags or {}))
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     metrics = ("roc_auc", "f1", "accuracy")
-    history = [
+    chart = [
         {"version": f"v{v.version}", **{m: float(v.tags[f"test_{m}"]) for m in metrics if f"test_{m}" in v.tags}}
         for v in versions
     ]
-    png = plots.metric_history_png(history, metrics=metrics, title=f"`{name}`: holdout metrics by version")
-    return dg.MetadataValue.md(plots.as_markdown_image(png, alt="metrics by version"))
+    png = plots.metric_history_png(chart, metrics=metrics, title=f"`{name}`: holdout metrics by version")
+    rows = promotion.history_records(events)
+    return {
+        "champion": f"v{aliases[tracking.CHAMPION]}" if tracking.CHAMPION in aliases else "none",
+        "pinned": bool(promotion.current_pin(client, name)),
+        "events": len(events),
+        "history": dg.MetadataValue.table(records=[dg.TableRecord(r) for r in rows]),
+        "metrics_by_version": dg.MetadataValue.md(plots.as_markdown_image(png, alt="metrics by version")),
+    }

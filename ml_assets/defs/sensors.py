@@ -13,6 +13,8 @@ heavy: a tick stats the landing folder, hashes only new files, and reads only ne
 """
 
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,14 +22,49 @@ from typing import Any
 import dagster as dg
 
 from ml_assets.defs.graph import GRAPH
-from ml_assets.defs.ingestion import LANDING_PARTITIONS, landing_batches
+from ml_assets.defs.ingestion import BATCH_CHECKS, LANDING_PARTITIONS, landing_batches
 from ml_assets.defs.jobs import TRIGGER_TAG, ingest_batch_job, training_job
+from ml_assets.defs.ledger import read_ledger
+from ml_assets.defs.monitoring import live_rollback_job
+from ml_assets.defs.operations import rollback_champion
 from ml_assets.defs.resources import AlertResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 from ml_assets.lib.drift import DriftReport
-from ml_assets.lib.landing import LandingState, file_md5, list_landing, scan
-from ml_assets.lib.retrain import PerformanceCheck, decide_retrain, decide_scheduled_retrain
+from ml_assets.lib.landing import LandingState, list_landing, scan
+from ml_assets.lib.retrain import Degradation, decide_retrain, decide_scheduled_retrain
 from ml_assets.lib.snapshot import validated_fingerprint
+
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+MAX_VALIDATION_ATTEMPTS = 3
+
+
+def _in_flight(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=IN_PROGRESS), limit=500)]
+
+
+@dataclass
+class LandingCursor:
+    """The landing scan state, and the validation attempts of batches whose validation never finished."""
+
+    scan: str = ""
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "LandingCursor":
+        """Reads a cursor; an old cursor (a bare scan state) is kept as the scan."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(**data) if "scan" in data else cls(scan=text)
+
+    def to_json(self) -> str:
+        """Writes the cursor."""
+        return json.dumps(asdict(self), separators=(",", ":"))
 
 
 @dg.sensor(
@@ -36,58 +73,115 @@ from ml_assets.lib.snapshot import validated_fingerprint
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
-    """Registers each landed file with never-seen content as a batch partition and validates it.
+    """Validates each complete landed file with new content, and again any batch whose validation never finished.
 
-    Run keys are the content md5, so the same bytes never start a second run, whatever the file
-    is called and even if the cursor is lost.
+    Run keys are the content md5, so the same bytes never start a second run, whatever the file is
+    called and even if the cursor is lost; a batch that `make run` (or a person) already validated
+    or quarantined is not taken again: the batch ledger in Dagster's event log is shared.
     """
-    landing = project.path(project.params().data.landing_dir)
-    new, state = scan(
-        list_landing(landing), LandingState.from_json(context.cursor), hash_file=lambda name: file_md5(landing / name)
+    params = project.params()
+    landing = project.path(params.data.landing_dir)
+    cursor = LandingCursor.from_json(context.cursor)
+    found = scan(
+        list_landing(landing),
+        LandingState.from_json(cursor.scan),
+        landing_dir=landing,
+        now_ns=time.time_ns(),
+        settle_seconds=params.automation.settle_seconds,
+        limit=params.automation.max_batches_per_tick,
     )
-    known = set(context.instance.get_dynamic_partitions(LANDING_PARTITIONS))
-    to_add = [batch.name for batch in new if batch.name not in known]
-    return dg.SensorResult(
-        run_requests=[
+    instance = context.instance
+    ledger = {e.batch: e for e in read_ledger(instance, BATCH_CHECKS)}
+    busy = {r.tags.get("dagster/partition") for r in _in_flight(instance)}
+    requests = [
+        dg.RunRequest(
+            run_key=f"batch:{batch.md5}",
+            partition_key=batch.key,
+            tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": batch.md5, "ml_assets/file": batch.name[:200]},
+        )
+        for batch in found.new
+        if not (
+            batch.key in ledger and ledger[batch.key].landed_md5 == batch.md5 and ledger[batch.key].status != "pending"
+        )
+    ]
+    requested = {r.partition_key for r in requests}
+    gave_up = []
+    for entry in ledger.values():  # a validation that never finished (a crash, a killed run): again
+        if entry.status != "pending" or entry.batch in busy or entry.batch in requested:
+            continue
+        attempt = cursor.attempts.get(entry.batch, 0) + 1
+        if attempt > MAX_VALIDATION_ATTEMPTS:
+            gave_up.append(entry.batch)
+            continue
+        cursor.attempts[entry.batch] = attempt
+        requests.append(
             dg.RunRequest(
-                run_key=f"batch:{batch.md5}",
-                partition_key=batch.name,
-                tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": batch.md5},
+                run_key=f"batch:{entry.landed_md5}:retry{attempt}",
+                partition_key=entry.batch,
+                tags={TRIGGER_TAG: "revalidate", "ml_assets/batch_md5": entry.landed_md5},
             )
-            for batch in new
-        ],
+        )
+    cursor.attempts = {k: v for k, v in cursor.attempts.items() if ledger.get(k) and ledger[k].status == "pending"}
+    cursor.scan = found.state.to_json()
+    known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
+    to_add = sorted({b.key for b in found.new} - known)
+    notes = [f"{name}: {why}" for name, why in {**found.waiting, **list_landing(landing).ignored}.items()]
+    if found.more:
+        notes.append(f"{found.more} more new file(s) wait for the next tick")
+    if gave_up:
+        notes.append(f"validation of {', '.join(gave_up)} failed {MAX_VALIDATION_ATTEMPTS} times; see their runs")
+    for note in notes:
+        context.log.info(note)
+    return dg.SensorResult(
+        run_requests=requests,
         dynamic_partitions_requests=[landing_batches.build_add_request(to_add)] if to_add else [],
-        cursor=state.to_json(),
+        cursor=cursor.to_json(),
+        skip_reason=None if requests else ("; ".join(notes) or "no new complete files"),
     )
 
 
 @dataclass
 class RetrainCursor:
-    """What the retrain sensor has read and what is pending since the last retrain it requested."""
+    """What the retrain sensor has read (one position per asset) and what is pending since the last retrain."""
 
-    after_storage_id: int = 0
+    after: dict[str, int] = field(default_factory=dict)
     rows_pending: int = 0
     drift: dict[str, Any] | None = None
-    performance: dict[str, Any] | None = None
     last_drift_retrain_at: str | None = None
-    batches_pending: list[str] = field(default_factory=list)
+    counted: dict[str, str] = field(default_factory=dict)
+    champion: str | None = None
+    degradation: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, text: str | None) -> "RetrainCursor":
-        """Reads a cursor; empty gives the initial state."""
-        return cls(**json.loads(text)) if text else cls()
+        """Reads a cursor; empty (or written by an older version) gives the initial state."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def to_json(self) -> str:
         """Writes the cursor."""
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
-def _new_materializations(instance: dg.DagsterInstance, asset: str, after: int) -> list[dg.EventLogRecord]:
-    return list(
-        instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=after), limit=1000, ascending=True
-        ).records
-    )
+WATCHED = ("training_snapshot", "validated_batch", "batch_drift", "live_performance", "champion_model")
+
+
+def _new_materializations(instance: dg.DagsterInstance, asset: str, after: int) -> Iterator[dg.EventLogRecord]:
+    """Every materialization of `asset` after storage id `after`, oldest first, page by page."""
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_storage_id=after),
+            limit=1000,
+            cursor=cursor,
+            ascending=True,
+        )
+        yield from page.records
+        if not page.has_more:
+            return
+        cursor = page.cursor
 
 
 def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
@@ -95,61 +189,110 @@ def _metadata(record: dg.EventLogRecord) -> dict[str, Any]:
     return {k: v.value for k, v in (materialization.metadata if materialization else {}).items()}
 
 
+def _read_events(cursor: RetrainCursor, instance: dg.DagsterInstance) -> None:
+    """Folds every new event into the cursor, in the order they happened."""
+    events = sorted(
+        (record.storage_id, asset, record)
+        for asset in WATCHED
+        for record in _new_materializations(instance, asset, cursor.after.get(asset, 0))
+    )
+    for storage_id, asset, record in events:
+        metadata = _metadata(record)
+        cursor.after[asset] = max(cursor.after.get(asset, 0), storage_id)
+        if asset == "training_snapshot":  # any training run (a manual one too) consumes the new rows
+            cursor.rows_pending = 0
+            if not (cursor.drift or {}).get("drifted"):
+                cursor.drift = None
+        elif asset == "validated_batch":
+            batch, md5 = record.partition_key or "", str(metadata.get("source_md5", storage_id))
+            if cursor.counted.get(batch) != md5:  # a re-validated unchanged batch is not new data
+                cursor.counted[batch] = md5
+                rows = int(metadata.get("dagster/row_count", 0))
+                cursor.rows_pending += rows
+                if cursor.degradation:
+                    cursor.degradation["rows_since_attempt"] += rows
+        elif asset == "batch_drift" and isinstance(metadata.get("report"), dict):
+            if metadata["report"].get("drifted") or not (cursor.drift or {}).get("drifted"):
+                cursor.drift = metadata["report"]  # a drift signal stays until a retrain handles it
+        elif asset == "champion_model" and metadata.get("champion_version") is not None:
+            version = str(metadata["champion_version"])
+            if version != cursor.champion:
+                cursor.champion = version
+                cursor.degradation = None  # a new champion resolves the old one's degradation
+        elif asset == "live_performance" and metadata.get("degraded"):
+            version = str(metadata.get("champion_version"))
+            if cursor.degradation is None or cursor.degradation["champion_version"] != version:
+                cursor.degradation = {
+                    "champion_version": version,
+                    "detail": str(metadata.get("detail", "")),
+                    "since": datetime.now(UTC).isoformat(),
+                    "attempts": 0,
+                    "last_attempt_at": None,
+                    "rows_since_attempt": 0,
+                    "batches": [],
+                    "rollback_requested": False,
+                }
+            cursor.degradation["batches"] = sorted({*cursor.degradation["batches"], record.partition_key or ""})
+
+
+def _degradation(raw: dict[str, Any] | None) -> Degradation | None:
+    if raw is None:
+        return None
+    return Degradation(
+        champion_version=raw["champion_version"],
+        detail=raw["detail"],
+        since=datetime.fromisoformat(raw["since"]),
+        attempts=raw["attempts"],
+        last_attempt_at=datetime.fromisoformat(raw["last_attempt_at"]) if raw["last_attempt_at"] else None,
+        rows_since_attempt=raw["rows_since_attempt"],
+    )
+
+
 @dg.sensor(
-    job=training_job,
+    jobs=[training_job, live_rollback_job],
     minimum_interval_seconds=GRAPH.automation.retrain_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
-    """Starts a training run when the retrain policy says so (`ml_assets/lib/retrain.py`).
+    """Starts a training run when the retrain policy says so, and a rollback weighing for a degraded champion.
 
-    It reads only events newer than its cursor: validated batches (rows), drift reports and live
-    performance. It waits while batches are still being validated or a training run is in flight,
-    so one landing of many files gives one retrain.
+    It reads only events newer than its cursor: validated batches (rows), drift reports, live
+    performance and champion changes. It waits while batches are still being validated or a training
+    run is in flight, so one landing of many files gives one retrain. A degraded champion stays on
+    its books until the champion changes: retrains are retried with backoff as new data arrives.
     """
     params = project.params()
     instance = context.instance
     cursor = RetrainCursor.from_json(context.cursor)
-    events = sorted(
-        (record.storage_id, asset, record)
-        for asset in ("training_snapshot", "validated_batch", "batch_drift", "live_performance")
-        for record in _new_materializations(instance, asset, cursor.after_storage_id)
-    )
-    for storage_id, asset, record in events:  # in the order they happened
-        metadata = _metadata(record)
-        if asset == "training_snapshot":  # any training run (also a manual one) consumes what is pending
-            cursor.rows_pending, cursor.batches_pending, cursor.performance = 0, [], None
-            if not (cursor.drift or {}).get("drifted"):
-                cursor.drift = None
-        elif asset == "validated_batch":
-            cursor.rows_pending += int(metadata.get("dagster/row_count", 0))
-            cursor.batches_pending.append(record.partition_key or "")
-        elif asset == "batch_drift" and isinstance(metadata.get("report"), dict):
-            if metadata["report"].get("drifted") or not (cursor.drift or {}).get("drifted"):
-                cursor.drift = metadata["report"]  # a drift signal stays until a retrain handles it
-        elif asset == "live_performance" and metadata.get("degraded"):
-            cursor.performance = metadata
-        cursor.after_storage_id = max(cursor.after_storage_id, storage_id)
-
-    in_flight = instance.get_run_records(
-        dg.RunsFilter(
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-            ],
-        ),
-        limit=50,
-    )
-    busy = {r.dagster_run.job_name for r in in_flight} & {ingest_batch_job.name, training_job.name}
+    _read_events(cursor, instance)
+    busy = {r.job_name for r in _in_flight(instance)} & {ingest_batch_job.name, training_job.name}
     if busy:
         # A training run in flight picks up every batch validated before its snapshot step; what
         # it misses stays pending for the next decision.
         return dg.SensorResult(skip_reason=f"waiting for {', '.join(sorted(busy))} to finish", cursor=cursor.to_json())
 
     now = datetime.now(UTC)
-    performance = cursor.performance
+    requests: list[dg.RunRequest] = []
+    degradation = cursor.degradation
+    if degradation and not degradation["rollback_requested"]:
+        degradation["rollback_requested"] = True
+        requests.append(
+            dg.RunRequest(
+                job_name=live_rollback_job.name,
+                run_key=f"rollback:{degradation['champion_version']}:{degradation['since']}",
+                run_config={
+                    "ops": {
+                        "weigh_rollback": {
+                            "config": {
+                                "champion_version": int(degradation["champion_version"]),
+                                "batches": degradation["batches"],
+                            }
+                        }
+                    }
+                },
+                tags={TRIGGER_TAG: "performance", "ml_assets/trigger_detail": degradation["detail"][:400]},
+            )
+        )
     decision = decide_retrain(
         validated_rows_since_champion=cursor.rows_pending,
         min_new_rows=params.retrain.min_new_rows,
@@ -159,30 +302,31 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
         else None,
         drift_cooldown=timedelta(hours=params.drift.cooldown_hours),
         now=now,
-        performance=PerformanceCheck(
-            metric=performance["metric"],
-            champion_score=performance["champion_score"],
-            threshold=params.retrain.min_live_score,
-            previous_score=performance.get("previous_score"),
-            degraded=True,
-            rollback=bool(performance.get("rolled_back_to")),
-            detail=performance["detail"],
+        degradation=_degradation(degradation),
+        performance_retry=timedelta(minutes=params.retrain.performance_retry_minutes),
+        champion_exists=cursor.champion is not None
+        or instance.get_latest_materialization_event(dg.AssetKey("champion_model")) is not None,
+    )
+    if decision.retrain:
+        context.log.info(f"retrain ({decision.reason}): {decision.detail}")
+        requests.append(
+            dg.RunRequest(
+                job_name=training_job.name,
+                run_key=f"retrain:{max(cursor.after.values(), default=0)}:{now.isoformat()}",
+                tags={TRIGGER_TAG: str(decision.reason), "ml_assets/trigger_detail": decision.detail[:400]},
+            )
         )
-        if performance
-        else None,
-        champion_exists=instance.get_latest_materialization_event(dg.AssetKey("champion_model")) is not None,
+        cursor.rows_pending = 0  # the run takes them all
+        if decision.reason == "drift":
+            cursor.drift, cursor.last_drift_retrain_at = None, now.isoformat()
+        if decision.reason == "performance" and degradation:
+            degradation.update(attempts=degradation["attempts"] + 1, last_attempt_at=now.isoformat())
+            degradation["rows_since_attempt"] = 0
+    return dg.SensorResult(
+        run_requests=requests,
+        skip_reason=None if requests else decision.detail,
+        cursor=cursor.to_json(),
     )
-    if not decision.retrain:
-        return dg.SensorResult(skip_reason=decision.detail, cursor=cursor.to_json())
-    context.log.info(f"retrain ({decision.reason}): {decision.detail}")
-    request = dg.RunRequest(
-        run_key=f"retrain:{cursor.after_storage_id}",
-        tags={TRIGGER_TAG: str(decision.reason), "ml_assets/trigger_detail": decision.detail[:400]},
-    )
-    cursor.rows_pending, cursor.batches_pending, cursor.performance = 0, [], None  # the run takes them all
-    if decision.reason == "drift":
-        cursor.drift, cursor.last_drift_retrain_at = None, now.isoformat()
-    return dg.SensorResult(run_requests=[request], cursor=cursor.to_json())
 
 
 @dg.schedule(
@@ -247,3 +391,66 @@ per_batch_automation = dg.AutomationConditionSensorDefinition(
     minimum_interval_seconds=GRAPH.automation.landing_interval_seconds,
     description="Keeps, monitors and scores a batch whose landed_batch was materialized outside ingest_batch_job.",
 )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.STARTED,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=5,
+)
+def tag_run_trigger(context: dg.RunStatusSensorContext) -> None:
+    """Tags every run with `ml_assets/trigger`, also those launched from the UI or by a backfill.
+
+    Sensor and schedule runs carry the tag from their request; a run without it was launched by a
+    person (Materialize, Materialize all, the launchpad) or by Dagster's own automation, which
+    Dagster's own tags tell apart.
+    """
+    run = context.dagster_run
+    if TRIGGER_TAG in run.tags:
+        return
+    tags = run.tags
+    trigger = (
+        "backfill"
+        if "dagster/backfill" in tags
+        else "automation"
+        if "dagster/from_automation_condition" in tags or tags.get("dagster/sensor_name") == "per_batch_automation"
+        else "manual"
+    )
+    context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: trigger})
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("rollout"),
+    job=rollback_champion,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=10,
+)
+def canary_rollback(
+    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
+) -> dg.RunRequest | dg.SkipReason:
+    """When the serving proxy rolls a new champion back (a canary or shadow guardrail), `champion` follows it back.
+
+    The proxy only moves traffic; this sensor asks the one registry writer to move `champion` back
+    to the version the proxy kept serving, and only if `champion` still points at the failed one.
+    """
+    materialization = asset_event.asset_materialization
+    metadata = {k: v.value for k, v in (materialization.metadata if materialization else {}).items()}
+    if metadata.get("verdict") != "rolled_back" or not metadata.get("stable_version"):
+        return dg.SkipReason(f"rollout step `{metadata.get('verdict')}`: nothing for the registry to do")
+    failed, stable = int(metadata["candidate_version"]), int(metadata["stable_version"])
+    return dg.RunRequest(
+        run_key=f"canary_rollback:{failed}:{asset_event.timestamp}",
+        run_config={
+            "ops": {
+                "roll_back_to": {
+                    "config": {
+                        "to_version": stable,
+                        "expected_champion": failed,
+                        "reason": f"serving rolled v{failed} back: {metadata.get('reason', '')}"[:900],
+                        "requested_by": "automation:serving",
+                    }
+                }
+            }
+        },
+        tags={TRIGGER_TAG: "serving_rollback"},
+    )

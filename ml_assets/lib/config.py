@@ -67,19 +67,52 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """One candidate estimator: a dotted scikit-learn class path and its keyword arguments."""
+    """One estimator family: a dotted scikit-learn class path, its fixed params and its search space.
+
+    `search` maps a param to the values to try; every combination (a grid) is one configuration,
+    `params` fills in the rest. Without `search` the family is the single configuration `params`.
+    """
 
     name: str
     estimator: str
     params: Mapping[str, Any]
+    search: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    max_rows: int | None = None
+
+    def configurations(self) -> list[dict[str, Any]]:
+        """Every configuration of the search space, in grid order (`params` overlaid by each combination)."""
+        from itertools import product
+
+        keys = sorted(self.search)
+        return [
+            {**self.params, **dict(zip(keys, values, strict=True))}
+            for values in product(*(self.search[k] for k in keys))
+        ]
+
+    def with_params(self, params: Mapping[str, Any]) -> CandidateSpec:
+        """The same family pinned to one configuration (no search), e.g. the one a run chose."""
+        return CandidateSpec(name=self.name, estimator=self.estimator, params=dict(params), max_rows=self.max_rows)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """The successive-halving schedule every family's search follows (see `ml_assets/lib/training.py`)."""
+
+    factor: int = 3
+    min_rows: int = 2000
+    max_rows: int | None = None
+    validation_rows: int | None = None
+    budget_seconds: float | None = None
+    n_jobs: int = 1
 
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Candidates to train and the validation metric that picks the best one."""
+    """Estimator families to search, the schedule, and the validation metric that picks the best."""
 
     selection_metric: str
     candidates: tuple[CandidateSpec, ...]
+    search: SearchParams = field(default_factory=SearchParams)
 
     def candidate(self, name: str) -> CandidateSpec:
         """Returns the candidate called `name`.
@@ -107,10 +140,11 @@ class GateParams:
     min_roc_auc: float
     min_f1: float
     baseline_margin: float
-    max_regression: float
-    bootstrap_samples: int
+    non_inferiority_margin: float
     confidence: float
-    max_p95_latency_ms: float
+    min_power: float
+    bootstrap_samples: int
+    max_cpu_ms_per_row: float
     latency_samples: int
     min_class_share: float
 
@@ -143,6 +177,7 @@ class RetrainParams:
     performance_metric: str
     min_live_score: float
     schedule: str
+    performance_retry_minutes: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +186,52 @@ class AutomationParams:
 
     landing_interval_seconds: int = 30
     retrain_interval_seconds: int = 30
+    settle_seconds: float = 10.0
+    max_batches_per_tick: int = 100
+
+
+ROLLOUT_MODES = ("shadow", "canary", "direct")
+
+
+@dataclass(frozen=True)
+class ServingParams:
+    """How `make serve` proxies requests and rolls a new champion out (see `ml_assets/lib/rollout.py`)."""
+
+    mode: str = "canary"
+    canary_steps: tuple[float, ...] = (0.1, 0.5, 1.0)
+    step_seconds: float = 60.0
+    min_requests_per_step: int = 100
+    max_error_rate: float = 0.02
+    max_p99_latency_ratio: float = 2.0
+    min_agreement: float | None = None
+    max_body_bytes: int = 1_048_576
+    body_timeout_seconds: float = 10.0
+    backend_timeout_seconds: float = 30.0
+    poll_seconds: float = 5.0
+    startup_timeout_seconds: float = 300.0
+    shadow_max_in_flight: int = 64
+    latency_window: int = 10_000
+    state_path: str = ".serving/rollout.json"
+
+    def __post_init__(self) -> None:
+        steps = tuple(float(s) for s in self.canary_steps)
+        object.__setattr__(self, "canary_steps", steps)
+        if self.mode not in ROLLOUT_MODES:
+            raise ParamsError(f"params.yaml: `serving.mode` is `{self.mode}`; use one of {', '.join(ROLLOUT_MODES)}")
+        if not steps or steps[-1] != 1.0 or any(not a < b for a, b in zip((0.0, *steps), steps, strict=False)):
+            raise ParamsError(
+                f"params.yaml: `serving.canary_steps` is {list(steps)}; give increasing shares in (0, 1] ending "
+                "with 1.0 (reaching 1.0 promotes the new version)"
+            )
+        if not 0 <= self.max_error_rate < 1 or self.max_p99_latency_ratio <= 0:
+            raise ParamsError("params.yaml: `serving.max_error_rate` must be in [0, 1) and `max_p99_latency_ratio` > 0")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            raise ParamsError(f"params.yaml: `serving.min_agreement` is {self.min_agreement}; use null or [0, 1]")
+        positive = ("step_seconds", "min_requests_per_step", "max_body_bytes", "body_timeout_seconds")
+        positive += ("backend_timeout_seconds", "poll_seconds", "startup_timeout_seconds", "latency_window")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ParamsError(f"params.yaml: `serving.{name}` is {getattr(self, name)}; it must be positive")
 
 
 @dataclass(frozen=True)
@@ -168,6 +249,7 @@ class Params:
     retrain: RetrainParams
     automation: AutomationParams
     raw: Mapping[str, Any]
+    serving: ServingParams = field(default_factory=ServingParams)
 
     def section_hash(self, *sections: str) -> str:
         """Returns a short, stable hash of the named top-level sections (all when none named).
@@ -215,6 +297,28 @@ def _build(cls: type, raw: Mapping[str, Any], key: str, **overrides: Any) -> Any
         raise ParamsError(f"params.yaml: section `{key}`: {error}") from error
 
 
+def _candidate(name: str, raw: Any) -> CandidateSpec:
+    where = f"params.yaml: `training.candidates.{name}`"
+    if not isinstance(raw, Mapping) or "estimator" not in raw:
+        raise ParamsError(f"{where} must be a mapping with an `estimator` (a dotted scikit-learn class path)")
+    unknown = sorted(set(raw) - {"estimator", "params", "search", "max_rows"})
+    if unknown:
+        raise ParamsError(f"{where}: unknown key(s) {unknown}; allowed: estimator, params, search, max_rows")
+    search = raw.get("search") or {}
+    if not isinstance(search, Mapping) or any(not isinstance(v, list) or not v for v in search.values()):
+        raise ParamsError(f"{where}.search must map each param to a non-empty list of values, e.g. {{C: [0.1, 1.0]}}")
+    max_rows = raw.get("max_rows")
+    if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+        raise ParamsError(f"{where}.max_rows must be a positive number of rows or null")
+    return CandidateSpec(
+        name=name,
+        estimator=raw["estimator"],
+        params=dict(raw.get("params") or {}),
+        search={k: tuple(v) for k, v in search.items()},
+        max_rows=max_rows,
+    )
+
+
 def parse_params(raw: Mapping[str, Any]) -> Params:
     """Validates a parsed `params.yaml` mapping.
 
@@ -232,11 +336,18 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     candidates_raw = training_raw.get("candidates")
     if not isinstance(candidates_raw, Mapping) or not candidates_raw:
         raise ParamsError("params.yaml: `training.candidates` must name at least one estimator")
-    candidates = tuple(
-        CandidateSpec(name=name, estimator=spec["estimator"], params=dict(spec.get("params") or {}))
-        for name, spec in candidates_raw.items()
-    )
-    training = TrainingParams(selection_metric=training_raw["selection_metric"], candidates=candidates)
+    candidates = tuple(_candidate(name, spec) for name, spec in candidates_raw.items())
+    search = _build(SearchParams, training_raw, "search") if "search" in training_raw else SearchParams()
+    if search.factor < 2 or search.min_rows < 1 or (search.max_rows is not None and search.max_rows < search.min_rows):
+        raise ParamsError(
+            "params.yaml: `training.search` needs factor >= 2 and 1 <= min_rows <= max_rows (max_rows may be null)"
+        )
+    unknown = sorted(set(training_raw) - {"selection_metric", "candidates", "search"})
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: unknown key(s) {unknown} in `training`; allowed: candidates, search, selection_metric"
+        )
+    training = TrainingParams(selection_metric=training_raw["selection_metric"], candidates=candidates, search=search)
     if training.selection_metric not in SELECTION_METRICS:
         raise ParamsError(
             f"params.yaml: `training.selection_metric` is `{training.selection_metric}`; "
@@ -265,6 +376,7 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         retrain=_build(RetrainParams, raw, "retrain"),
         automation=_build(AutomationParams, raw, "automation") if "automation" in raw else AutomationParams(),
         raw=dict(raw),
+        serving=_build(ServingParams, raw, "serving") if "serving" in raw else ServingParams(),
     )
 
 

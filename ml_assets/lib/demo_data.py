@@ -13,6 +13,11 @@ Two knobs simulate a changing world without making the data invalid:
   inside its plausible range, so a validation suite inferred from undrifted data still
   passes. The label model itself does not change (a pure covariate shift).
 * `label_shift` raises the churn prior (it adds to the logistic intercept).
+* `concept_drift` (0 = none, 1 = reversed) changes the relation between the features and the
+  label: the feature effects are scaled by `1 - 2 * concept_drift` around their mean, so at 0.5
+  the features say nothing about churn and at 1 they say the opposite. The features themselves
+  do not move: a model trained before scores badly on such a batch, which only live performance
+  (not drift monitoring) can see.
 
 `corrupt_batch` produces the invalid batches the validation checks must block, and
 `write_demo_batches` drops batches into a landing folder, never overwriting one.
@@ -20,7 +25,7 @@ Two knobs simulate a changing world without making the data invalid:
 Command line (prints the files written)::
 
     python -m ml_assets.lib.demo_data --landing data/landing --batches 1 --rows 800 \
-        --seed 11 [--drift 1.0] [--label-shift 0.5] [--bad wrong_dtype] \
+        --seed 11 [--drift 1.0] [--label-shift 0.5] [--concept-drift 1.0] [--bad wrong_dtype] \
         [--format parquet] [--start-date 2026-12-01]
 
 This module is pure logic: it never imports Dagster.
@@ -92,6 +97,7 @@ def generate_batch(
     batch_date: datetime.date,
     covariate_drift: float = 0.0,
     label_shift: float = 0.0,
+    concept_drift: float = 0.0,
 ) -> pd.DataFrame:
     """Generate one batch of synthetic churn data.
 
@@ -107,6 +113,7 @@ def generate_batch(
             their plausible ranges. Values in [0, 2] are accepted.
         label_shift: Added (scaled) to the churn log-odds; 0 keeps the ~20% prior, 1 moves
             it to roughly 38%. Values in [-2, 2] are accepted.
+        concept_drift: 0 keeps the label model; 1 reverses every feature effect. In [0, 1].
 
     Returns:
         A frame with the columns in `COLUMNS`: `customer_id` (str), `tenure_months`,
@@ -123,6 +130,8 @@ def generate_batch(
         raise ValueError(f"covariate_drift={covariate_drift}: must be in [0, 2] (0 = none, 1 = strong)")
     if not -2.0 <= label_shift <= 2.0:
         raise ValueError(f"label_shift={label_shift}: must be in [-2, 2] (0 keeps the ~20% churn prior)")
+    if not 0.0 <= concept_drift <= 1.0:
+        raise ValueError(f"concept_drift={concept_drift}: must be in [0, 1] (1 reverses the feature effects)")
 
     rng = np.random.default_rng([_seed_entropy(seed), batch_date.toordinal()])
     d = float(covariate_drift)
@@ -159,10 +168,8 @@ def generate_batch(
     payment = rng.choice(np.array(PAYMENT_METHODS), size=n_rows, p=[0.34, 0.20, 0.22, 0.24])
     region = rng.choice(np.array(REGIONS), size=n_rows, p=[0.27, 0.25, 0.26, 0.22])
 
-    logit = (
-        _INTERCEPT
-        + _LABEL_SHIFT_SCALE * label_shift
-        + _COEF_TENURE * tenure
+    effects = (
+        _COEF_TENURE * tenure
         + _COEF_MONTH_TO_MONTH * is_mtm
         + _COEF_TWO_YEAR * is_two_year
         + _COEF_CHARGES * (monthly - 70.0)
@@ -171,8 +178,9 @@ def generate_batch(
         + _COEF_FIBER * is_fiber
         + _COEF_SENIOR * (age >= 65)
         + np.array([_COEF_REGION[r] for r in region])
-        + rng.normal(0.0, _LOGIT_NOISE_SD, size=n_rows)
     )
+    effects = effects.mean() + (1.0 - 2.0 * concept_drift) * (effects - effects.mean())
+    logit = _INTERCEPT + _LABEL_SHIFT_SCALE * label_shift + effects + rng.normal(0.0, _LOGIT_NOISE_SD, size=n_rows)
     churned = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
 
     # Missing values are drawn after the label, as if lost on the way to the warehouse.
@@ -260,6 +268,7 @@ def write_demo_batches(
     start_date: datetime.date,
     covariate_drift: float = 0.0,
     label_shift: float = 0.0,
+    concept_drift: float = 0.0,
     bad: str | None = None,
     fmt: str = "csv",
 ) -> list[Path]:
@@ -278,6 +287,7 @@ def write_demo_batches(
         start_date: Date of the first batch.
         covariate_drift: Passed to `generate_batch`.
         label_shift: Passed to `generate_batch`.
+        concept_drift: Passed to `generate_batch`.
         bad: If set, one of `BAD_BATCH_KINDS`, applied to every batch written.
         fmt: "csv" or "parquet".
 
@@ -310,6 +320,7 @@ def write_demo_batches(
             batch_date=day,
             covariate_drift=covariate_drift,
             label_shift=label_shift,
+            concept_drift=concept_drift,
         )
         if bad is not None:
             df = corrupt_batch(df, kind=bad, seed=batch_seed)
@@ -339,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--drift", type=float, default=0.0, help="covariate drift, 0..1")
     parser.add_argument("--label-shift", type=float, default=0.0)
+    parser.add_argument("--concept-drift", type=float, default=0.0, help="0..1: 1 reverses how features drive churn")
     parser.add_argument("--bad", choices=BAD_BATCH_KINDS, default=None)
     parser.add_argument("--format", choices=FORMATS, default="csv", dest="fmt")
     parser.add_argument(
@@ -357,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             start_date=args.start_date or datetime.date.today(),
             covariate_drift=args.drift,
             label_shift=args.label_shift,
+            concept_drift=args.concept_drift,
             bad=args.bad,
             fmt=args.fmt,
         )

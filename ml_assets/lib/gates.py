@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml_assets.lib.evaluation import BootstrapInterval
+import numpy as np
+
+from ml_assets.lib.evaluation import ChampionComparison
 
 
 @dataclass(frozen=True)
@@ -77,50 +79,84 @@ def beats_baseline(metric: str, value: float, *, baseline: float, margin: float)
     )
 
 
-def no_regression(interval: BootstrapInterval | None, *, max_regression: float) -> GateResult:
-    """Passes when the candidate is not credibly worse than the champion.
+def non_inferior(comparison: ChampionComparison, *, margin: float, min_power: float) -> GateResult:
+    """Passes when the candidate is shown not worse than the champion by more than `margin`.
 
-    The rule: the lower bound of the bootstrap interval of `candidate - champion` must lie above
-    `-max_regression`. A candidate that is merely as good as the champion passes; one whose whole
-    interval sits below the tolerance fails.
+    The test: H0 "candidate AUC <= champion AUC - margin" is rejected when the one-sided lower
+    bound of the paired bootstrap of candidate minus champion lies above `-margin`. A model worse
+    by `margin` or more is then promoted with probability at most 1 - confidence. Its power (the
+    chance an equally good model passes) depends on the holdout's size; when the observed
+    standard error makes that chance fall below `min_power`, a failure says the holdout is too
+    small to decide, and how many rows would be, instead of a bare refusal.
+
+    A comparison that could not be made fails: nothing is promoted without a person.
 
     Args:
-        interval: The paired bootstrap interval, or None when there is no champion yet.
-        max_regression: How much worse than the champion is still tolerated.
+        comparison: The candidate against the current champion.
+        margin: The non-inferiority margin in AUC points (`gates.non_inferiority_margin`).
+        min_power: The power wanted for an equally good model (`gates.min_power`).
 
     Returns:
         The verdict.
     """
-    if interval is None:
-        return GateResult(passed=True, message="no champion yet: nothing to regress against")
-    passed = interval.lower > -max_regression
+    from scipy.stats import norm
+
+    version = comparison.champion_version
+    if version is None:
+        return GateResult(
+            passed=True, message="no champion yet: nothing to compare with", observed={"champion": "none"}
+        )
+    if comparison.blocker or comparison.difference is None:
+        return GateResult(
+            passed=False,
+            message=(
+                f"cannot compare with champion v{version}: {comparison.blocker}. Automation promotes nothing; "
+                "the candidate is registered as `challenger`. A person may promote it with the "
+                "`approve_challenger` job, or fix the cause and retrain"
+            ),
+            observed={"champion_version": version, "blocker": comparison.blocker or "not compared"},
+        )
+    d = comparison.difference
+    passed = d.lower > -margin
+    z = float(norm.ppf(d.confidence))
+    power = float(norm.cdf(margin / d.standard_error - z)) if d.standard_error > 0 else 1.0
+    message = (
+        f"{d.metric} vs champion v{version}: difference {d.difference:+.4f}, one-sided {d.confidence:.0%} lower "
+        f"bound {d.lower:+.4f} {'above' if passed else 'not above'} the margin {-margin:+.4f}"
+    )
+    if not passed and power < min_power:
+        needed = int(np.ceil(d.rows * (d.standard_error * (z + float(norm.ppf(min_power))) / margin) ** 2))
+        message += (
+            f". The holdout is too small to decide: with {d.rows} rows an equally good model passes only "
+            f"{power:.0%} of the time (wanted {min_power:.0%}); about {needed} holdout rows would do. "
+            "A person may promote it with the `approve_challenger` job"
+        )
     return GateResult(
         passed=passed,
-        message=(
-            f"{interval.metric} vs champion: difference {interval.difference:+.4f}, "
-            f"{interval.confidence:.0%} CI [{interval.lower:+.4f}, {interval.upper:+.4f}]; lower bound "
-            f"{'above' if passed else 'below'} the tolerance {-max_regression:+.4f}"
-        ),
+        message=message,
         observed={
-            "difference": interval.difference,
-            "ci_lower": interval.lower,
-            "ci_upper": interval.upper,
-            "bootstrap_samples": interval.samples,
+            "champion_version": version,
+            "difference": d.difference,
+            "lower_bound": d.lower,
+            "standard_error": d.standard_error,
+            "power_if_equal": power,
+            "holdout_rows": d.rows,
         },
-        thresholds={"max_regression": max_regression, "confidence": interval.confidence},
+        thresholds={"non_inferiority_margin": margin, "confidence": d.confidence, "min_power": min_power},
     )
 
 
-def latency_within(p95_ms: float, *, max_p95_ms: float) -> GateResult:
-    """Passes when the single-row p95 latency is within the bound."""
-    passed = p95_ms <= max_p95_ms
+def latency_within(cpu_ms_per_row: float, *, max_cpu_ms: float) -> GateResult:
+    """Passes when one single-row prediction costs at most `max_cpu_ms` of CPU time."""
+    passed = cpu_ms_per_row <= max_cpu_ms
     return GateResult(
         passed=passed,
         message=(
-            f"p95 single-row latency {p95_ms:.2f} ms {'within' if passed else 'over'} the bound {max_p95_ms:.2f} ms"
+            f"single-row prediction costs {cpu_ms_per_row:.3f} ms of CPU "
+            f"({'within' if passed else 'over'} the bound {max_cpu_ms:.3f} ms)"
         ),
-        observed={"p95_ms": p95_ms},
-        thresholds={"max_p95_latency_ms": max_p95_ms},
+        observed={"cpu_ms_per_row": cpu_ms_per_row},
+        thresholds={"max_cpu_ms_per_row": max_cpu_ms},
     )
 
 

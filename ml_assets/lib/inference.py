@@ -150,3 +150,40 @@ def summarize_predictions(predictions: pd.DataFrame, *, quantiles: Sequence[floa
         },
         class_shares={str(k): round(float(v), 6) for k, v in shares.items()},
     )
+
+
+def score_batches(
+    model: Any,
+    *,
+    validated_dir: Path,
+    out_dir: Path,
+    batches: Sequence[str],
+    id_columns: Sequence[str],
+    model_version: str | int,
+) -> dict[str, ScoreSummary]:
+    """Scores each validated batch with `model` into `<out_dir>/<batch>.v<version>.parquet` (atomic writes).
+
+    Args:
+        model: The champion.
+        validated_dir: Where the validated copies live.
+        out_dir: The predictions folder.
+        batches: Partition keys; a batch without a validated copy (quarantined) is skipped.
+        id_columns: Copied through to identify rows.
+        model_version: The champion's version, recorded on every row and in the file name.
+
+    Returns:
+        Batch -> the summary of its scores.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = {}
+    for batch in batches:
+        source = validated_dir / f"{batch}.parquet"
+        if not source.is_file():
+            continue
+        frame = predict_frame(model, pd.read_parquet(source), id_columns=id_columns, model_version=model_version)
+        out = predictions_path(out_dir, batch, version=model_version)
+        tmp = out.with_name(f".{out.name}.tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(out)  # a reader never sees half a file
+        summaries[batch] = summarize_predictions(frame)
+    return summaries

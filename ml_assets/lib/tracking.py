@@ -132,25 +132,111 @@ def load_model(tracking_uri: str, model_uri: str) -> Any:
     return mlflow_sklearn.load_model(model_uri)
 
 
-def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
-    """Returns the version holding `alias`, or None when the model or the alias does not exist."""
+class RegistryUnavailable(RuntimeError):
+    """The registry could not answer (server down, HTTP 5xx after MLflow's own retries, bad store).
+
+    Never read as "not found": a registry that cannot be asked must not look like one without a
+    champion, or a weaker model would be promoted as if it were the first.
+    """
+
+
+def _unavailable(client: MlflowClient, what: str, error: Exception) -> RegistryUnavailable:
+    return RegistryUnavailable(
+        f"the MLflow registry at `{client.tracking_uri}` could not {what} ({type(error).__name__}: {error}); "
+        "nothing was changed. Check that the server answers (MLFLOW_TRACKING_URI) and run again"
+    )
+
+
+def read_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
+    """Returns alias -> version of `model_name`; empty only when the registered model does not exist.
+
+    MLflow's HTTP client already retries transient failures (HTTP 429/5xx) with backoff
+    (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`); whatever still fails raises `RegistryUnavailable`.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
+        model = client.get_registered_model(model_name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise _unavailable(client, f"read the aliases of `{model_name}`", error) from error
+    except Exception as error:  # connection refused, DNS, a corrupt store: could not ask
+        raise _unavailable(client, f"read the aliases of `{model_name}`", error) from error
+    return {str(alias): str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """Returns the version holding `alias`, None when the model or alias does not exist.
+
+    Raises:
+        RegistryUnavailable: The registry could not be asked.
+    """
+    version = read_aliases(client, model_name).get(alias)
+    if version is None:
         return None
+    try:
+        return client.get_model_version(model_name, version)
+    except Exception as error:
+        raise _unavailable(client, f"read `{model_name}` v{version}", error) from error
+
+
+@dataclass(frozen=True)
+class LoadedChampion:
+    """The current champion as the gates need it.
+
+    Attributes:
+        version: Its version; None when there is no champion.
+        model: The loaded model; None when there is none or it failed to load.
+        blocker: Why it failed to load (a reason not to promote anything automatically).
+    """
+
+    version: str | None
+    model: Any = None
+    blocker: str | None = None
+
+
+def load_champion(client: MlflowClient, tracking_uri: str, model_name: str) -> LoadedChampion:
+    """Resolves `champion` once and loads that version by number (the alias may move meanwhile).
+
+    Raises:
+        RegistryUnavailable: The registry could not say whether there is a champion.
+    """
+    version = read_aliases(client, model_name).get(CHAMPION)
+    if version is None:
+        return LoadedChampion(None)
+    try:
+        return LoadedChampion(version, model=load_model(tracking_uri, f"models:/{model_name}/{version}"))
+    except Exception as error:
+        return LoadedChampion(version, blocker=f"its model cannot be loaded ({type(error).__name__}: {error})")
 
 
 def find_version(client: MlflowClient, model_name: str, *, fingerprint: str) -> ModelVersion | None:
-    """Returns the registered version whose fingerprint tag equals `fingerprint`, or None."""
+    """Returns the registered version whose fingerprint tag equals `fingerprint`, or None.
+
+    Raises:
+        RegistryUnavailable: The registry could not be asked.
+    """
+    if not model_exists(client, model_name):
+        return None
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
+    except Exception as error:
+        raise _unavailable(client, f"search the versions of `{model_name}`", error) from error
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def model_exists(client: MlflowClient, model_name: str) -> bool:
+    """Whether `model_name` is registered; raises `RegistryUnavailable` when the registry cannot say."""
     from mlflow.exceptions import MlflowException
 
     try:
-        versions = client.search_model_versions(f"name = '{model_name}' and tags.`{FINGERPRINT_TAG}` = '{fingerprint}'")
-    except MlflowException:
-        return None
-    return max(versions, key=lambda v: int(v.version)) if versions else None
+        client.get_registered_model(model_name)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise _unavailable(client, f"read `{model_name}`", error) from error
+    return True
 
 
 def register_version(
@@ -184,8 +270,38 @@ def register_version(
     )
 
 
-def move_alias(client: MlflowClient, model_name: str, alias: str, version: str) -> str | None:
-    """Points `alias` at `version` and returns the version it pointed at before (or None)."""
-    before = alias_version(client, model_name, alias)
-    client.set_registered_model_alias(model_name, alias, version)
-    return str(before.version) if before is not None else None
+@dataclass(frozen=True)
+class Registration:
+    """A registered version and whether this call created it."""
+
+    version: ModelVersion
+    created: bool
+
+
+def register_or_reuse(
+    client: MlflowClient,
+    *,
+    model_name: str,
+    model_uri: str,
+    run_id: str,
+    fingerprint: str,
+    tags: Mapping[str, str],
+    description: str,
+) -> Registration:
+    """Registers a logged model with its lineage tags, or returns the version that holds `fingerprint`.
+
+    The version and its tags are created in one registry call, so a crash never leaves a version
+    without lineage; a crash right after leaves a version the next run finds by fingerprint.
+    """
+    existing = find_version(client, model_name, fingerprint=fingerprint)
+    if existing is not None:
+        return Registration(existing, created=False)
+    version = register_version(
+        client,
+        model_name=model_name,
+        model_uri=model_uri,
+        run_id=run_id,
+        tags={FINGERPRINT_TAG: fingerprint, **tags},
+        description=description,
+    )
+    return Registration(version, created=True)

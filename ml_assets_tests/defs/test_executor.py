@@ -25,7 +25,7 @@ def test_the_environment_picks_the_training_executor_and_nothing_else_changes(
     training = defs.resolve_job_def("training_job")
     assert training.executor_def.name == name
     assert defs.resolve_job_def("ingest_batch_job").executor_def.name == "in_process"
-    assert training.tags["ml_assets/serial"] == "training"  # the run queue's limit still applies
+    assert training.tags["ml_assets/trigger"] == "manual"  # the job itself is unchanged
 
 
 def test_an_unknown_executor_is_named_in_the_error():

@@ -88,6 +88,9 @@ def test_candidate_worse_than_champion_is_not_promoted(trained: Project):
     result = train(trained)
     failed = failed_checks(result)
     assert set(failed) == {"no_regression_vs_champion"}, failed
-    assert "vs champion" in failed["no_regression_vs_champion"]
+    assert "vs champion v1" in failed["no_regression_vs_champion"]
+    assert "`champion` is unchanged" in failed["no_regression_vs_champion"]
+    assert "champion_model" not in materialized(result)
     assert str(champion(trained).version) == "1"
-    assert len(trained.mlflow_client().search_model_versions(f"name = '{MODEL}'")) == 1
+    client = trained.mlflow_client()
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"  # kept for a person to judge

@@ -28,8 +28,7 @@ def test_each_validated_batch_is_scored_by_the_champion(trained: Project):
     assert set(scores["predicted_class"]) <= {0, 1}
 
     meta = output_metadata(result, "predictions")
-    assert meta["status"] == "scored" and meta["dagster/row_count"] == 400 and meta["champion_version"] == 1
-    assert meta["path"] == str(path)
+    assert meta["dagster/row_count"] == 400 and meta["champion_version"] == 1 and meta["batches_scored"] == 1
     quantiles = list(meta["probability_quantiles"].values())
     assert quantiles == sorted(quantiles) and len(quantiles) == 5
     assert sum(meta["class_shares"].values()) == pytest.approx(1.0)
@@ -40,7 +39,7 @@ def test_each_validated_batch_is_scored_by_the_champion(trained: Project):
     v2 = tracking.register_version(
         client, model_name=MODEL, model_uri=v1.source, run_id=v1.run_id, tags={}, description="same weights"
     )
-    tracking.move_alias(client, MODEL, tracking.CHAMPION, str(v2.version))
+    client.set_registered_model_alias(MODEL, tracking.CHAMPION, str(v2.version))
     again = materialize(trained, dg.AssetSelection.assets("predictions"), partition_key=landed.name)
     assert again.success
     assert output_metadata(again, "predictions")["champion_version"] == 2
@@ -50,10 +49,31 @@ def test_each_validated_batch_is_scored_by_the_champion(trained: Project):
     pd.testing.assert_frame_equal(rescored.drop(columns="model_version"), scores.drop(columns="model_version"))
 
 
-def test_without_a_champion_nothing_is_scored_and_nothing_fails(project: Project):
+def test_without_a_champion_nothing_is_scored_and_nothing_is_green(project: Project):
     [landed] = project.land(batches=1, rows=100)
     result = ingest(project, landed.name)[landed.name]
     assert result.success, failed_checks(result)
-    assert "predictions" in materialized(result)
-    assert output_metadata(result, "predictions") == {"status": "no_champion"}
+    assert {"predictions", "live_performance"}.isdisjoint(materialized(result))  # not done: not green
     assert not (project.root / "data" / "predictions").exists()
+
+
+def test_a_new_champion_makes_the_automation_rescore_every_kept_batch(trained: Project):
+    from ml_assets.definitions import defs
+
+    before = dg.evaluate_automation_conditions(defs=defs, instance=trained.instance)
+    client = trained.mlflow_client()
+    v1 = client.get_model_version(MODEL, "1")
+    v2 = tracking.register_version(
+        client, model_name=MODEL, model_uri=v1.source, run_id=v1.run_id, tags={}, description=""
+    )
+    client.set_registered_model_alias(MODEL, tracking.CHAMPION, str(v2.version))
+    trained.instance.report_runless_asset_event(
+        dg.AssetMaterialization("champion_model", metadata={"champion_version": 2})
+    )
+    tick = dg.evaluate_automation_conditions(defs=defs, instance=trained.instance, cursor=before.cursor)
+    requested = set(tick.get_requested_partitions(dg.AssetKey("predictions")))
+    assert requested == set(trained.instance.get_dynamic_partitions("landing_batches"))
+    keys = sorted(requested)
+    backfill = materialize(trained, dg.AssetSelection.assets("predictions"), partition_key=keys[0])  # one of them
+    assert backfill.success
+    assert (trained.root / "data" / "predictions" / f"{keys[0]}.v2.parquet").is_file()

@@ -51,8 +51,9 @@ def test_union_keeps_each_row_once_in_name_order():
     one = pd.DataFrame({"a": [1, 2], "y": [0, 1]})
     two = pd.DataFrame({"a": [2, 3], "y": [1, 0]})
     snap = S.union_batches({"b2": two, "b1": one})
-    assert snap["a"].tolist() == [1, 2, 3]
-    assert snap["_batch"].tolist() == ["b1", "b1", "b2"]
+    assert snap.frame["a"].tolist() == [1, 2, 3]
+    assert snap.frame["_batch"].tolist() == ["b1", "b1", "b2"]
+    assert snap.validated_rows == {"b1": 2, "b2": 2} and snap.duplicates_dropped == {"b1": 0, "b2": 1}
     with pytest.raises(ValueError, match="no validated batches"):
         S.union_batches({})
 
