@@ -12,7 +12,12 @@ from ml_assets_tests.conftest import REPO
 
 @pytest.mark.parametrize(
     ("value", "name"),
-    [(None, "multiprocess_forkserver"), ("multiprocess", "multiprocess_forkserver"), ("celery", "celery")],
+    [
+        (None, "in_process"),
+        ("in_process", "in_process"),
+        ("multiprocess", "multiprocess_forkserver"),
+        ("celery", "celery"),
+    ],
 )
 def test_the_environment_picks_the_training_executor_and_nothing_else_changes(
     monkeypatch: pytest.MonkeyPatch, value: str | None, name: str
