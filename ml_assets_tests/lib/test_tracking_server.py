@@ -104,7 +104,7 @@ def test_register_version_and_aliases_on_a_tracking_server(mlflow_server: str, m
     assert str(version.version) == "1"
     assert version.source == logged.model_uri
     assert tracking.find_version(client, "server_model", fingerprint="fp-1").version == version.version
-    assert tracking.move_alias(client, "server_model", tracking.CHAMPION, "1") is None
+    client.set_registered_model_alias("server_model", tracking.CHAMPION, "1")
     assert str(tracking.alias_version(client, "server_model", tracking.CHAMPION).version) == "1"
 
     # The artifacts went through the server (proxied): the alias loads with no direct store access.
