@@ -111,7 +111,7 @@ def make_project(folder: Path, landing: Path) -> tuple[Path, dict[str, str]]:
         os.link(path, target / path.name)
     home = folder / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -53,7 +53,7 @@ def layout(base: Path, *, rows: int) -> tuple[Path, dict[str, str]]:
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     home = base / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

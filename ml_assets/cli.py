@@ -17,7 +17,7 @@ from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.lib.config import Params, load_params
 from ml_assets.lib.freshness import Freshness
 from ml_assets.lib.landing import list_landing
-from ml_assets.lib.settings import resolve_locations
+from ml_assets.lib.settings import EndpointUnreachable, check_endpoint, resolve_locations
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 """Steps log to the run's event log (the UI shows it, traces included); the terminal gets one line each."""
@@ -44,7 +44,8 @@ def prepare(root: Path, params: Params) -> list[Path]:
             start_date=dt.date.fromisoformat(params.demo.start_date),
         )
         print(f"landing folder was empty: wrote {len(written)} demo batches to {landing}")
-    DvcStore(root=root, remote_url=resolve_locations(os.environ, root=str(root)).dvc_remote).ensure_ready()
+    locations = resolve_locations(os.environ, root=str(root))
+    DvcStore(root=root, remote_url=locations.dvc_remote, endpoint_url=locations.dvc_endpoint_url).ensure_ready()
     return written
 
 
@@ -312,7 +313,7 @@ def reproduce(root: Path, version: str) -> int:
     md5, run_id = model_version.tags["dvc.snapshot_md5"], str(model_version.run_id)
     mlflow.set_tracking_uri(locations.mlflow_tracking_uri)
     params = parse_params(mlflow_artifacts.load_dict(f"runs:/{run_id}/params.json"))
-    store = DvcStore(root=root, remote_url=locations.dvc_remote)
+    store = DvcStore(root=root, remote_url=locations.dvc_remote, endpoint_url=locations.dvc_endpoint_url)
     store.ensure_ready()
     path = store.materialize_md5(md5, root / "data" / "reproduce" / f"{md5}.parquet")
     read_back = file_md5(path)
@@ -351,10 +352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for category in (dg.PreviewWarning, dg.BetaWarning):
         warnings.filterwarnings("ignore", category=category)
-    root = resolve_locations(os.environ).root
+    locations = resolve_locations(os.environ)
+    root = locations.root
     if args.command == "prepare":
         prepare(root, load_params(root / "params.yaml"))
         return 0
+    try:  # a server that is down: one clear line instead of a traceback after retries
+        check_endpoint(locations.mlflow_tracking_uri, variable="MLFLOW_TRACKING_URI")
+        if locations.dvc_endpoint_url:
+            check_endpoint(locations.dvc_endpoint_url, variable="ML_ASSETS_DVC_ENDPOINT_URL")
+    except EndpointUnreachable as error:
+        print(error, file=sys.stderr)
+        return 2
     if args.command == "reproduce":
         if not args.version:
             parser.error("reproduce needs --version N (make reproduce VERSION=N)")

@@ -1,5 +1,7 @@
 """Dagster wiring, one module per lifecycle stage; `build_definitions` assembles them."""
 
+import os
+
 import dagster as dg
 
 
@@ -43,4 +45,6 @@ def build_definitions() -> dg.Definitions:
             # takes the object itself instead of unpickling a copy (see io_manager.py).
             "io_manager": RunCachedIOManager(),
         },
+        # Multiprocess by default, Celery workers when ML_ASSETS_EXECUTOR=celery (see jobs.py).
+        executor=jobs.executor_for(os.environ),
     )

@@ -8,7 +8,7 @@ import dagster as dg
 
 from ml_assets.lib.config import Params, load_params
 from ml_assets.lib.dvc_store import DvcStore
-from ml_assets.lib.settings import Locations, resolve_locations
+from ml_assets.lib.settings import Locations, check_endpoint, resolve_locations
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -49,7 +49,10 @@ class ProjectResource(dg.ConfigurableResource):
 
     def dvc(self) -> DvcStore:
         """The DVC store, initialized and pointed at the configured remote."""
-        store = DvcStore(root=self.locations.root, remote_url=self.locations.dvc_remote)
+        locations = self.locations
+        if locations.dvc_endpoint_url:
+            check_endpoint(locations.dvc_endpoint_url, variable="ML_ASSETS_DVC_ENDPOINT_URL")
+        store = DvcStore(root=locations.root, remote_url=locations.dvc_remote, endpoint_url=locations.dvc_endpoint_url)
         store.ensure_ready()
         return store
 
@@ -81,6 +84,7 @@ class MlflowResource(dg.ConfigurableResource):
         from mlflow import MlflowClient
 
         uri = self.uri
+        check_endpoint(uri, variable="MLFLOW_TRACKING_URI")  # a clear error instead of MLflow's retries
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
