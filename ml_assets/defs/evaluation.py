@@ -66,9 +66,14 @@ def model_evaluation(
         latency_samples=params.gates.latency_samples,
         seed=params.split.seed,
     )
-    client.log_batch(
-        trained_model.run_id,
-        metrics=_metric_entities({f"test_{k}": v for k, v in evaluation.metrics.scalars().items()}),
+    tracking.log_evaluation(
+        mlflow.uri,
+        run_id=trained_model.run_id,
+        model_uri=trained_model.model_uri,
+        metrics={f"test_{k}": v for k, v in evaluation.metrics.scalars().items()},
+        holdout=dataset_split.split.test,
+        holdout_md5=dataset_split.holdout_md5,
+        target=dataset_split.spec.target,
     )
     context.log.info(
         f"`{trained_model.name}` on {evaluation.metrics.n_rows} holdout rows; {evaluation.comparison.note}"
@@ -110,35 +115,13 @@ def _plots(
     return {name: dg.MetadataValue.md(plots.as_markdown_image(png, alt=name)) for name, png in images.items()}
 
 
-def _metric_entities(values: dict[str, float]) -> list:
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in values.items()]
-
-
 @dg.multi_asset_check(
     specs=[dg.AssetCheckSpec(name, asset=model_evaluation, blocking=True) for name in MODEL_GATES],
     can_subset=False,
 )
 def model_gates(project: ProjectResource, model_evaluation: CandidateEvaluation) -> Iterator[dg.AssetCheckResult]:
     """The model gates: thresholds, baseline, latency, null predictions, class coverage."""
-    limits = project.params().gates
-    metrics = model_evaluation.metrics
-    verdicts = {
-        "meets_min_roc_auc": gates.meets_minimum("roc_auc", metrics.roc_auc, minimum=limits.min_roc_auc),
-        "meets_min_f1": gates.meets_minimum("f1", metrics.f1, minimum=limits.min_f1),
-        "beats_baseline": gates.beats_baseline(
-            "roc_auc", metrics.roc_auc, baseline=model_evaluation.baseline.roc_auc, margin=limits.baseline_margin
-        ),
-        "latency_within_bound": gates.latency_within(
-            model_evaluation.latency.cpu_ms_per_row, max_cpu_ms=limits.max_cpu_ms_per_row
-        ),
-        "no_null_predictions": gates.no_null_predictions(model_evaluation.null_predictions, rows=metrics.n_rows),
-        "predicts_every_class": gates.predicts_every_class(model_evaluation.shares, min_share=limits.min_class_share),
-    }
+    verdicts = gates.judge_model(model_evaluation, limits=project.params().gates)
     for name, verdict in verdicts.items():
         yield dg.AssetCheckResult(
             check_name=name,

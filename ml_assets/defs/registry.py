@@ -68,6 +68,8 @@ def registered_model(
     )
     number = str(registration.version.version)
     client.set_model_version_tag(name, number, "ml_assets.compared_with", comparison.note[:4000])
+    for gate, verdict in gates.judge_model(model_evaluation, limits=params.gates).items():  # on the version's page
+        client.set_model_version_tag(name, number, f"gate.{gate}", gates.as_tag(verdict))
     client.set_registered_model_alias(name, tracking.CHALLENGER, number)
     context.log.info(f"`{name}` v{number} is `challenger`; {comparison.note}")
     return dg.Output(
@@ -122,12 +124,16 @@ def loads_from_registry_and_matches(
 
 @dg.asset_check(asset=registered_model, blocking=True, additional_ins={"model_evaluation": dg.AssetIn()})
 def no_regression_vs_champion(
-    project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
+    project: ProjectResource, mlflow: MlflowResource, registered_model: str, model_evaluation: CandidateEvaluation
 ) -> dg.AssetCheckResult:
     """Not worse than the champion it was compared with, by a paired bootstrap on the same holdout."""
     limits = project.params().gates
     verdict = gates.non_inferior(
         model_evaluation.comparison, margin=limits.non_inferiority_margin, min_power=limits.min_power
+    )
+    name = project.params().registry.model_name
+    mlflow.client().set_model_version_tag(
+        name, registered_model, "gate.no_regression_vs_champion", gates.as_tag(verdict)
     )
     return dg.AssetCheckResult(
         passed=verdict.passed,
@@ -145,7 +151,11 @@ def automation_may_promote(
     """No person has pinned the champion, and this version was never rolled back."""
     from ml_assets.lib.promotion import refusal_for_automation
 
-    refusal = refusal_for_automation(mlflow.client(), project.params().registry.model_name, registered_model)
+    client, name = mlflow.client(), project.params().registry.model_name
+    refusal = refusal_for_automation(client, name, registered_model)
+    client.set_model_version_tag(
+        name, registered_model, "gate.automation_may_promote", f"FAILED: {refusal}"[:4000] if refusal else "passed"
+    )
     return dg.AssetCheckResult(passed=refusal is None, description=refusal)
 
 

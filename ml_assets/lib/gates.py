@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ml_assets.lib.evaluation import ChampionComparison
+if TYPE_CHECKING:
+    from ml_assets.lib.config import GateParams
+
+from ml_assets.lib.evaluation import CandidateEvaluation, ChampionComparison
 
 
 @dataclass(frozen=True)
@@ -187,3 +190,23 @@ def predicts_every_class(shares: Mapping[str, float], *, min_share: float) -> Ga
         observed={f"share_{label}": share for label, share in shares.items()},
         thresholds={"min_class_share": min_share},
     )
+
+
+def judge_model(evaluation: CandidateEvaluation, *, limits: GateParams) -> dict[str, GateResult]:
+    """Every gate on the model alone (the champion comparison is `non_inferior`), by check name."""
+    metrics = evaluation.metrics
+    return {
+        "meets_min_roc_auc": meets_minimum("roc_auc", metrics.roc_auc, minimum=limits.min_roc_auc),
+        "meets_min_f1": meets_minimum("f1", metrics.f1, minimum=limits.min_f1),
+        "beats_baseline": beats_baseline(
+            "roc_auc", metrics.roc_auc, baseline=evaluation.baseline.roc_auc, margin=limits.baseline_margin
+        ),
+        "latency_within_bound": latency_within(evaluation.latency.cpu_ms_per_row, max_cpu_ms=limits.max_cpu_ms_per_row),
+        "no_null_predictions": no_null_predictions(evaluation.null_predictions, rows=metrics.n_rows),
+        "predicts_every_class": predicts_every_class(evaluation.shares, min_share=limits.min_class_share),
+    }
+
+
+def as_tag(verdict: GateResult) -> str:
+    """A verdict as an MLflow tag value, as the model version page shows it."""
+    return f"{'passed' if verdict.passed else 'FAILED'}: {verdict.message}"[:4000]
