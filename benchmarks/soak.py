@@ -32,7 +32,7 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-BAD_KINDS = ("null_required", "wrong_dtype", "unknown_category", "missing_target", "torn", "relanded_bad")
+BAD_KINDS = ("null_required", "wrong_dtype", "unknown_category", "one_class_target", "torn", "relanded_bad")
 
 
 def say(message: str) -> None:

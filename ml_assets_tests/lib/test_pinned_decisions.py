@@ -95,6 +95,7 @@ def validation_batches() -> dict[str, pd.DataFrame]:
         "single_class": good[good[dd.TARGET] == 0],
         "out_of_range": out_of_range,
         "no_region_column": good.drop(columns=["region"]),
+        "unlabelled": good.drop(columns=[dd.TARGET]),
     }
     for kind in dd.BAD_BATCH_KINDS:
         batches[kind] = dd.corrupt_batch(good, kind=kind, seed=205)
