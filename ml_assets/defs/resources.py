@@ -98,15 +98,19 @@ class MlflowResource(dg.ConfigurableResource):
     def parent_run(self, context: Any, *, experiment_name: str, tags: dict[str, str] | None = None) -> str:
         """The MLflow run of this Dagster run, through dagster-mlflow's `MlFlow` tracking class.
 
-        The first step that asks starts it (tagged `dagster_run_id`); later steps, in this process or
-        another, find it by that tag and make it their active run, so each candidate logs a nested
-        run under it. What dagster-mlflow's `mlflow_tracking` resource adds on top is not used: it
+        The first step that asks (`feature_pipeline`) starts it through `MlFlow`, tagged
+        `dagster_run_id` and `ml_assets.role=dagster_run`; later steps, in this process or another,
+        find it by those tags, and each candidate logs a nested run under it. (`MlFlow` itself looks
+        the run up by `dagster_run_id` alone, which the nested runs carry too, so it is only asked
+        while the Dagster run has no MLflow run yet.) What dagster-mlflow's `mlflow_tracking`
+        resource adds on top is not used: it
         is a function-style resource that imports MLflow when the code location loads, and its
         `end_mlflow_on_run_finished` hook can end the run while other steps still run
         (dagster#21872). The run ends with the Dagster run instead (`end_runs_of`, called by the
         run status sensors and by `make run`), also when a step process died.
         """
         import warnings
+        from concurrent.futures import ThreadPoolExecutor
         from types import SimpleNamespace
 
         with warnings.catch_warnings():  # dagster-mlflow marks its class beta; the warning says nothing to act on
@@ -114,20 +118,36 @@ class MlflowResource(dg.ConfigurableResource):
             import mlflow
             from dagster_mlflow.resources import MlFlow
 
-        self.experiment_id(experiment_name)  # created with this store's artifact root, before MlFlow looks it up
+        from ml_assets.lib.tracking import PARENT_ROLE, find_parent_run
+
+        experiment_id = self.experiment_id(experiment_name)  # made with this store's artifact root, before MlFlow
+        existing = find_parent_run(self.client(), experiment_id, dagster_run_id=context.run_id)
+        if existing is not None:
+            return existing
         config = {
             "experiment_name": experiment_name,
             "mlflow_tracking_uri": self.uri,
-            "extra_tags": {"dagster_run_url": self.dagster_run_url(context.run_id), **(tags or {})},
+            "extra_tags": {"dagster_run_url": self.dagster_run_url(context.run_id), **PARENT_ROLE, **(tags or {})},
         }
-        MlFlow(SimpleNamespace(log=context.log, dagster_run=context.run, run_id=context.run_id, resource_config=config))
-        active = mlflow.active_run()
-        if active is None:
+        init = SimpleNamespace(log=context.log, dagster_run=context.run, run_id=context.run_id, resource_config=config)
+
+        def start() -> str | None:
+            MlFlow(init)
+            active = mlflow.active_run()
+            return None if active is None else active.info.run_id
+
+        # MLflow's active run is per thread, and `MlFlow` joins (and re-tags) whatever run is active:
+        # in a process that runs several Dagster runs (`make run`, tests, the in-process executor) that
+        # would be another run's. A thread of its own starts clean and leaves this one untouched; the
+        # candidates name their parent explicitly (`log_sklearn_model(parent_run_id=...)`).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            run_id = pool.submit(start).result()
+        if run_id is None:
             raise RuntimeError(
                 f"dagster-mlflow started no MLflow run for Dagster run {context.run_id} at {self.uri}: "
                 "check that the tracking server answers (`make mlflow-ui`) and rerun the step"
             )
-        return active.info.run_id
+        return run_id
 
     def end_runs(self, dagster_run_id: str, *, experiment_name: str, status: str) -> list[str]:
         """Ends the MLflow runs of a Dagster run that are still RUNNING (see `parent_run`)."""

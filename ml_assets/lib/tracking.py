@@ -56,6 +56,18 @@ def find_run(client: MlflowClient, experiment_id: str, *, tags: Mapping[str, str
     return runs[0].info.run_id if runs else None
 
 
+PARENT_ROLE = {"ml_assets.role": "dagster_run"}  # marks the one MLflow run of a Dagster run; candidates nest in it
+
+
+def find_parent_run(client: MlflowClient, experiment_id: str, *, dagster_run_id: str) -> str | None:
+    """The MLflow run of a Dagster run (tagged `PARENT_ROLE`), whatever its status, or None."""
+    ((key, value),) = PARENT_ROLE.items()
+    runs = client.search_runs(
+        [experiment_id], f"tags.dagster_run_id = '{dagster_run_id}' and tags.`{key}` = '{value}'", max_results=1
+    )
+    return runs[0].info.run_id if runs else None
+
+
 def pip_requirements() -> list[str]:
     """The exact versions this environment would need to load a logged scikit-learn model.
 
