@@ -119,9 +119,9 @@ def all_finished(url: str) -> list[Run] | None:
 
 
 def all_tagged(url: str) -> list[Run] | None:
-    """Every run, once each that started carries its trigger (`tag_run_trigger` tags a run when it starts)."""
+    """Every run, once each carries its trigger (tagged as it starts, or by the failure alert if it never did)."""
     found = runs(url)
-    return found if all(TRIGGER_TAG in r.tags for r in found if r.start is not None) else None
+    return found if all(TRIGGER_TAG in r.tags for r in found) else None
 
 
 def overlaps(holders: list[Run]) -> list[tuple[str, str]]:
