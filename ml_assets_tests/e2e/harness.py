@@ -334,10 +334,13 @@ def sensor_ticks(url: str, sensor: str, *, location: str = "ml_assets") -> list[
 
 
 def wait_for_ticks(url: str, sensor: str, *, after: float, count: int, timeout: float) -> list[dict[str, Any]]:
-    """Waits until `sensor` has ticked `count` times after the epoch time `after`; returns those ticks."""
+    """Waits until `sensor` has finished `count` ticks after the epoch time `after`; returns those ticks, newest first.
+
+    A tick still being evaluated (`STARTED`) is listed too, without its outcome: it does not count.
+    """
 
     def ticked() -> list[dict[str, Any]] | None:
-        ticks = [t for t in sensor_ticks(url, sensor) if t["timestamp"] > after]
+        ticks = [t for t in sensor_ticks(url, sensor) if t["timestamp"] > after and t["status"] != "STARTED"]
         return ticks if len(ticks) >= count else None
 
     return wait_for(f"{count} ticks of `{sensor}`", ticked, timeout=timeout, every=1)
