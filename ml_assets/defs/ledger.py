@@ -3,7 +3,8 @@
 For each landed batch: the version that landed last (its md5 is the data version of
 `landed_batch`), its rows, and whether its checks on *that* materialization passed (it was kept),
 failed (quarantined), or never finished (pending: validate it again). A materialization without
-check results is not done.
+check results is not done, unless the same bytes were kept before: a batch re-validated unchanged
+stays validated unless its new checks fail.
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def read_ledger(
         kept = validated.get(batch)
         checks = outcome.get(batch, {})
         failed = sorted(name for name, status in checks.items() if status == "FAILED")
-        if kept is not None and kept.storage_id > record.storage_id and _metadata(kept).get("source_md5") == md5:
+        kept_md5 = _metadata(kept).get("source_md5") if kept is not None else None
+        if kept is not None and kept_md5 == md5 and (kept.storage_id > record.storage_id or not failed):
+            # Kept after this version landed; or these very bytes were kept before and are being
+            # validated again ("Materialize all", a backfill): their validated rows stand until that fails.
             entries.append(BatchEntry(batch, md5, rows, "validated"))
         elif failed:
             entries.append(BatchEntry(batch, md5, rows, "quarantined", f"failed checks: {', '.join(failed)}"))

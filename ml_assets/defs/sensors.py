@@ -14,7 +14,7 @@ heavy: a tick stats the landing folder, hashes only new files, and reads only ne
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -372,6 +372,9 @@ def alert_on_run_failure(
         if not e.passed
     ]
     partition = run.tags.get("dagster/partition")
+    trigger = run_trigger(run.tags)
+    if TRIGGER_TAG not in run.tags:  # it failed before it started (`tag_run_trigger` tags runs as they start)
+        context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: trigger})
     detail = "; ".join(failed_checks) if failed_checks else (context.failure_event.message or "see the run's log")
     alerts.send(
         context,
@@ -380,7 +383,7 @@ def alert_on_run_failure(
             + (f" for `{partition}`" if partition else "")
             + f" ({run.run_id[:8]}) failed",
             detail=detail,
-            context={"run_id": run.run_id, "trigger": run.tags.get(TRIGGER_TAG, "manual")},
+            context={"run_id": run.run_id, "trigger": trigger},
         ),
     )
 
@@ -429,17 +432,26 @@ def tag_run_trigger(context: dg.RunStatusSensorContext) -> None:
     Dagster's own tags tell apart.
     """
     run = context.dagster_run
-    if TRIGGER_TAG in run.tags:
-        return
-    tags = run.tags
-    trigger = (
-        "backfill"
-        if "dagster/backfill" in tags
-        else "automation"
-        if "dagster/from_automation_condition" in tags or tags.get("dagster/sensor_name") == "per_batch_automation"
-        else "manual"
-    )
-    context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: trigger})
+    if TRIGGER_TAG not in run.tags:
+        context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: run_trigger(run.tags)})
+
+
+def run_trigger(tags: Mapping[str, str]) -> str:
+    """Who or what started a run: its `ml_assets/trigger` tag, else what Dagster's own tags tell.
+
+    Args:
+        tags: The run's tags.
+
+    Returns:
+        `backfill`, `automation` (declarative automation), `manual` (a person), or the tag's value.
+    """
+    if TRIGGER_TAG in tags:
+        return tags[TRIGGER_TAG]
+    if "dagster/backfill" in tags:
+        return "backfill"
+    if "dagster/from_automation_condition" in tags or tags.get("dagster/sensor_name") == "per_batch_automation":
+        return "automation"
+    return "manual"
 
 
 @dg.asset_sensor(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import os
 import time
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -284,3 +285,37 @@ def promotion_now():
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
+
+
+def test_an_unchanged_batch_validated_again_keeps_its_rows_in_the_books_meanwhile(trained: Project, tmp_path: Path):
+    """ "Materialize all" re-lands every batch: a training run that counts rows meanwhile must still balance."""
+    from ml_assets.defs.ingestion import BATCH_CHECKS
+    from ml_assets.defs.ledger import read_ledger
+    from ml_assets.lib.landing import file_md5
+    from ml_assets.lib.ledger import reconcile
+    from ml_assets.lib.snapshot import build_snapshot
+
+    first, second = sorted(trained.landing.iterdir())[:2]
+
+    def landed_again(batch: Path, md5: str) -> None:  # a landed_batch materialization whose checks still run
+        trained.instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "landed_batch",
+                partition=batch.name,
+                metadata={"dagster/row_count": 400},
+                tags={"dagster/data_version": md5},
+            )
+        )
+
+    landed_again(first, file_md5(first))
+    entries = {e.batch: e for e in read_ledger(trained.instance, BATCH_CHECKS)}
+    assert entries[first.name].status == "validated"
+    snapshot = build_snapshot(trained.root / "data" / "validated", tmp_path / "snapshot.parquet", target="churned")
+    report = reconcile(list(entries.values()), snapshot)
+    assert report.balanced, report.summary()
+    assert first.name not in {r.partition_key for r in tick(landing_sensor, trained).run_requests}
+
+    landed_again(second, "0" * 32)  # other bytes under a known name: not validated until their checks pass
+    entries = {e.batch: e for e in read_ledger(trained.instance, BATCH_CHECKS)}
+    assert entries[second.name].status == "pending"
+    assert not reconcile(list(entries.values()), snapshot).balanced

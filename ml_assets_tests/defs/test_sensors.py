@@ -6,8 +6,9 @@ import os
 import shutil
 
 import dagster as dg
+import pytest
 
-from ml_assets.defs.sensors import alert_on_run_failure, landing_sensor, retrain_sensor, weekly_retrain
+from ml_assets.defs.sensors import alert_on_run_failure, landing_sensor, retrain_sensor, run_trigger, weekly_retrain
 from ml_assets_tests.conftest import Project
 from ml_assets_tests.graph import ingest
 
@@ -110,3 +111,20 @@ def test_failed_gate_run_raises_an_alert_to_the_webhook(project: Project, webhoo
     alert_on_run_failure(context)
     [alert] = received
     assert bad.name in alert["title"] and "columns_and_dtypes" in alert["text"]
+    # a run with no trigger tag (here: launched in-process, as a person would) gets one from the alert
+    assert alert["context"]["trigger"] == "manual"
+    assert project.instance.get_run_by_id(result.run_id).tags["ml_assets/trigger"] == "manual"
+
+
+@pytest.mark.parametrize(
+    ("tags", "trigger"),
+    [
+        ({"ml_assets/trigger": "drift", "dagster/backfill": "abc"}, "drift"),
+        ({"dagster/backfill": "abc", "dagster/partition": "b.csv"}, "backfill"),
+        ({"dagster/from_automation_condition": "true"}, "automation"),
+        ({"dagster/sensor_name": "per_batch_automation"}, "automation"),
+        ({"dagster/user": "someone"}, "manual"),
+    ],
+)
+def test_every_run_has_a_trigger(tags: dict[str, str], trigger: str):
+    assert run_trigger(tags) == trigger

@@ -257,3 +257,100 @@ def launch_job(url: str, job: str, *, tags: dict[str, str] | None = None, locati
     answer = graphql(url, LAUNCH, {"params": params})["launchPipelineExecution"]
     assert answer["__typename"] == "LaunchRunSuccess", answer
     return answer["run"]["runId"]
+
+
+LAUNCH_BACKFILL = """
+mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+BACKFILL = "query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"
+
+RUNS = """
+{ runsOrError { ... on Runs { results {
+    runId jobName status startTime endTime
+    tags { key value }
+    executionPlan { steps { key } }
+} } } }
+"""
+
+TICKS = """
+query($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 20) { timestamp status skipReason runIds } } }
+  }
+}
+"""
+
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+@dataclass
+class Run:
+    """A run as the UI's Runs page shows it."""
+
+    run_id: str
+    job: str
+    status: str
+    start: float | None
+    end: float | None
+    tags: dict[str, str]
+    steps: list[str]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def runs(url: str) -> list[Run]:
+    """Every run of the instance, newest first, read through GraphQL."""
+    return [
+        Run(
+            run_id=r["runId"],
+            job=r["jobName"],
+            status=r["status"],
+            start=r["startTime"],
+            end=r["endTime"],
+            tags={t["key"]: t["value"] for t in r["tags"]},
+            steps=[s["key"] for s in (r["executionPlan"] or {}).get("steps", [])],
+        )
+        for r in graphql(url, RUNS)["runsOrError"]["results"]
+    ]
+
+
+def sensor_ticks(url: str, sensor: str, *, location: str = "ml_assets") -> list[dict[str, Any]]:
+    """The sensor's latest ticks, newest first (timestamp, status, skipReason, runIds)."""
+    selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "sensorName": sensor}
+    answer = graphql(url, TICKS, {"selector": selector})["sensorOrError"]
+    return answer["sensorState"]["ticks"]
+
+
+def wait_for_ticks(url: str, sensor: str, *, after: float, count: int, timeout: float) -> list[dict[str, Any]]:
+    """Waits until `sensor` has finished `count` ticks after the epoch time `after`; returns those ticks, newest first.
+
+    A tick still being evaluated (`STARTED`) is listed too, without its outcome: it does not count.
+    """
+
+    def ticked() -> list[dict[str, Any]] | None:
+        ticks = [t for t in sensor_ticks(url, sensor) if t["timestamp"] > after and t["status"] != "STARTED"]
+        return ticks if len(ticks) >= count else None
+
+    return wait_for(f"{count} ticks of `{sensor}`", ticked, timeout=timeout, every=1)
+
+
+def op_pools(defs: dg.Definitions) -> dict[str, str]:
+    """Op (step) name -> its concurrency pool, over every job of the code location."""
+    pools: dict[str, str] = {}
+    for job in defs.resolve_all_job_defs():
+        for op in job.graph.iterate_op_defs():
+            if op.pool:
+                pools[op.name] = op.pool
+    return pools

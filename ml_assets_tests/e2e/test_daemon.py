@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import shutil
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ml_assets.definitions import defs
+from ml_assets.defs.jobs import TRIGGER_TAG
+from ml_assets.lib import tracking
+from ml_assets.lib.demo_data import write_demo_batches
 from ml_assets_tests.conftest import Project
 from ml_assets_tests.defs.test_staleness import TRAINING_SIDE
-from ml_assets_tests.e2e.harness import dagster_dev, wait_for
+from ml_assets_tests.e2e.harness import Run, dagster_dev, graphql, runs, wait_for
 
 pytestmark = pytest.mark.slow
 
 INGEST, TRAIN = "ingest_batch_job", "training_job"
-
-
-def graphql(url: str, query: str) -> dict[str, Any]:
-    """Asks the webserver's GraphQL API (what the UI itself uses)."""
-    body = json.dumps({"query": query}).encode()
-    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer = json.load(response)
-    assert "errors" not in answer, answer
-    return answer["data"]
 
 
 ASSETS = (
@@ -50,10 +44,11 @@ def registered_versions(project: Project) -> list[str]:
         return []
 
 
-def test_sensors_validate_new_batches_and_retrain_only_when_needed(project: Project, tmp_path: Path):
-    def fast(raw):
-        raw["automation"] = {"landing_interval_seconds": 3, "retrain_interval_seconds": 3}
+def fast(raw: dict[str, Any]) -> None:
+    raw["automation"] = {"landing_interval_seconds": 3, "retrain_interval_seconds": 3}
 
+
+def test_sensors_validate_new_batches_and_retrain_only_when_needed(project: Project, tmp_path: Path):
     project.edit_params(fast)
     batches = project.land(batches=3, rows=400)
     with dagster_dev(project, tmp_path / "home") as dev:
@@ -112,3 +107,105 @@ def test_sensors_validate_new_batches_and_retrain_only_when_needed(project: Proj
         status = {"/".join(n["assetKey"]["path"]): n["staleStatus"] for n in graphql(dev.url, ASSETS)["assetNodes"]}
         assert {name: status[name] for name in TRAINING_SIDE} == dict.fromkeys(TRAINING_SIDE, "STALE")
         assert status["training_snapshot"] == "FRESH"
+
+
+CHECK_EXECUTIONS = """
+query($key: AssetKeyInput!, $check: String!) {
+  assetCheckExecutions(assetKey: $key, checkName: $check, limit: 20) {
+    runId status partition evaluation { success description }
+  }
+}
+"""
+
+LATEST_MATERIALIZATION = """
+query($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) { ... on Asset { assetMaterializations(limit: 1) {
+    runId
+    metadataEntries {
+      label
+      ... on TableMetadataEntry { table { records } }
+      ... on IntMetadataEntry { intValue }
+      ... on TextMetadataEntry { text }
+    }
+  } } }
+}
+"""
+
+
+def land_together(project: Project, staging: Path, **kwargs: Any) -> list[Path]:
+    """Writes demo batches aside, then moves them into the landing folder (a rename each), so one tick sees all."""
+    written = write_demo_batches(staging, **kwargs)
+    landed = [project.landing / path.name for path in written]
+    for path, target in zip(written, landed, strict=True):
+        os.replace(path, target)
+    return landed
+
+
+def finished(url: str, job: str, trigger: str) -> list[Run]:
+    return [r for r in runs(url) if r.job == job and r.tags.get(TRIGGER_TAG) == trigger and r.finished]
+
+
+@pytest.mark.timeout(1800)  # ~4 min on an idle 2-core machine; runs take several times longer on shared cores
+def test_concept_drift_degrades_the_champion_the_daemon_retrains_and_the_ui_shows_the_history(
+    trained: Project, tmp_path: Path, webhook: tuple[str, list[dict]]
+):
+    trained.webhook_url, alerts = webhook
+    trained.edit_params(fast)
+    # The fixture validated three clean batches and promoted v1 in-process (as `make run` does), in the
+    # Dagster instance under tmp_path/dagster_home: the daemon runs on that same instance.
+    with dagster_dev(trained, tmp_path / "dagster_home") as dev:
+        # two labelled batches on which the features no longer drive churn as they did (concept drift 0.4)
+        drifted = land_together(
+            trained,
+            tmp_path / "staging",
+            batches=2,
+            rows_per_batch=400,
+            seed=41,
+            start_date=dt.date(2027, 5, 1),
+            concept_drift=0.4,
+        )
+        [retrain] = wait_for(
+            "the performance retrain to finish", lambda: finished(dev.url, TRAIN, "performance"), timeout=600, every=3
+        )
+        [rollback] = wait_for(
+            "the rollback weighing to finish",
+            lambda: finished(dev.url, "live_rollback_job", "performance"),
+            timeout=120,
+            every=3,
+        )
+        found = runs(dev.url)
+
+        # 1. only the new batches were validated: the batches ingested in-process are in the same ledger
+        ingested = [r for r in found if r.job == INGEST]
+        assert sorted(r.tags["dagster/partition"] for r in ingested) == sorted(p.name for p in drifted)
+        assert all(r.status == "SUCCESS" for r in ingested)  # the batches are valid; only the relation changed
+
+        # 2. the UI shows the champion failing its live check on each drifted batch, and a person was alerted
+        key = {"path": ["live_performance"]}
+        executions = graphql(dev.url, CHECK_EXECUTIONS, {"key": key, "check": "champion_meets_min_live_score"})
+        latest: dict[str, dict[str, Any]] = {}
+        for execution in executions["assetCheckExecutions"]:  # newest first; a planned one has no evaluation yet
+            if execution["evaluation"] is not None:
+                latest.setdefault(execution["partition"], execution["evaluation"])
+        failed = {batch: e["description"] for batch, e in latest.items() if not e["success"]}
+        assert set(failed) == {p.name for p in drifted}, latest
+        assert all("below the minimum" in description for description in failed.values()), failed
+        assert any("v1 degraded" in a["title"] for a in alerts), alerts
+        assert any("no earlier version is better" in a["title"] for a in alerts), alerts  # v1 has no earlier one
+
+        # 3. the runs the sensor started say why
+        assert retrain.status == "SUCCESS", dev.log.read_text()[-3000:]
+        assert "below the minimum" in retrain.tags["ml_assets/trigger_detail"]
+        assert rollback.status == "SUCCESS"
+
+        # 4. the champion history (what `champion_history` shows) lists the change, written by that retrain
+        answer = graphql(dev.url, LATEST_MATERIALIZATION, {"key": {"path": ["champion_history"]}})
+        [latest] = answer["assetOrError"]["assetMaterializations"]
+        assert latest["runId"] == retrain.run_id
+        entries = {e["label"]: e for e in latest["metadataEntries"]}
+        assert entries["champion"]["text"] == "v2" and entries["events"]["intValue"] == 2
+        newest = json.loads(entries["history"]["table"]["records"][0])
+        assert (newest["action"], newest["champion"], newest["before"]) == ("promote", "v2", "v1"), newest
+        assert newest["actor"] == "automation:performance" and newest["run"] == retrain.run_id[:8], newest
+        aliases = tracking.read_aliases(trained.mlflow_client(), "churn_classifier")
+        assert (aliases[tracking.CHAMPION], aliases[tracking.PREVIOUS_CHAMPION]) == ("2", "1")
