@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import os
 import random
 import shutil
@@ -49,7 +50,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BAD_KINDS = ("null_required", "wrong_dtype", "unknown_category", "one_class_target", "torn", "relanded_bad")
-TRAIN = "training_job"
+TRAIN, INGEST = "training_job", "ingest_batch_job"
 
 
 def say(message: str) -> None:
@@ -65,6 +66,7 @@ class Written:
     key: str
     rows: int
     md5: str
+    index: int
     kind: str | None = None
     versions: int = 1
 
@@ -77,20 +79,24 @@ class Plan:
     bad: dict[int, str] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, batches: int, *, bad_share: float, seed: int) -> Plan:
-        """Every bad kind at least once, `bad_share` of the batches in all, none in the first tenth."""
+    def make(cls, batches: int, *, bad_share: float, per_wave: int, seed: int) -> Plan:
+        """Every bad kind at least once, `bad_share` of the batches in all, none in the first tenth.
+
+        A re-landing comes after the first wave, so the batch it replaces has its verdict already.
+        """
         rng = random.Random(seed)
         n_bad = max(len(BAD_KINDS), round(batches * bad_share))
         start = max(2, batches // 10)
-        if batches - start < n_bad:
-            raise SystemExit(f"--batches {batches} is too few for {n_bad} bad batches; land at least {n_bad + start}")
+        if batches - max(start, per_wave) < n_bad:
+            raise SystemExit(f"--batches {batches} is too few for {n_bad} bad batches after the first wave")
         kinds = [BAD_KINDS[i % len(BAD_KINDS)] for i in range(n_bad)]
         rng.shuffle(kinds)
         at = sorted(rng.sample(range(start, batches), n_bad))
-        plan = cls(batches=batches, bad=dict(zip(at, kinds, strict=True)))
-        if plan.bad.get(at[0]) == "relanded_bad":  # it needs a validated batch before it: swap with the next
-            plan.bad[at[0]], plan.bad[at[1]] = plan.bad[at[1]], plan.bad[at[0]]
-        return plan
+        bad = dict(zip(at, kinds, strict=True))
+        for index in [i for i in at if i < per_wave and bad[i] == "relanded_bad"]:
+            later = next(i for i in at if i >= per_wave and bad[i] != "relanded_bad")
+            bad[index], bad[later] = bad[later], bad[index]
+        return cls(batches=batches, bad=bad)
 
 
 def make_project(base: Path, *, rows: int, retrain_every: int) -> Any:
@@ -136,7 +142,8 @@ def land(landing: Path, index: int, *, rows: int, kind: str | None, batches: int
         cut = text.index("\n", len(text) // 2) + 5
         tmp.write_text(text[:cut])
     tmp.replace(landing / name)
-    return Written(name=name, key=partition_key(name), rows=len(frame), md5=file_md5(landing / name), kind=kind)
+    md5 = file_md5(landing / name)
+    return Written(name=name, key=partition_key(name), rows=len(frame), md5=md5, index=index, kind=kind)
 
 
 def reland_bad(landing: Path, target: Written, *, seed: int) -> Written:
@@ -155,6 +162,7 @@ def reland_bad(landing: Path, target: Written, *, seed: int) -> Written:
         key=target.key,
         rows=len(broken),
         md5=file_md5(landing / target.name),
+        index=target.index,
         kind="relanded_bad",
         versions=target.versions + 1,
     )
@@ -179,6 +187,16 @@ def unsettled(instance: dg.DagsterInstance, written: dict[str, Written]) -> list
         if w.kind != "torn"
         and (w.key not in ledger or ledger[w.key].landed_md5 != w.md5 or ledger[w.key].status == "pending")
     ]
+
+
+def retrain_weighed_since(instance: dg.DagsterInstance, moment: float) -> bool:
+    """Whether a tick of `retrain_sensor` that started after `moment` (epoch seconds) has finished."""
+    for state in instance.all_instigator_state():
+        if state.instigator_name == "retrain_sensor":
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+            if ticks and ticks[0].timestamp > moment and ticks[0].status.value != "STARTED":
+                return True
+    return False
 
 
 def wait_until(what: str, probe: Callable[[], bool], *, timeout: float, every: float = 5.0) -> bool:
@@ -346,7 +364,7 @@ def soak(args: argparse.Namespace, base: Path) -> int:
     root = base / "project"
     landing = root / "data" / "landing"
     landing.mkdir(parents=True)
-    plan = Plan.make(args.batches, bad_share=args.bad_share, seed=args.seed)
+    plan = Plan.make(args.batches, bad_share=args.bad_share, per_wave=args.per_wave, seed=args.seed)
     rng = random.Random(args.seed)
     home = base / "dagster_home"
     shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
@@ -365,7 +383,8 @@ def soak(args: argparse.Namespace, base: Path) -> int:
                 for index in range(wave, min(wave + args.per_wave, args.batches)):
                     kind = plan.bad.get(index)
                     if kind == "relanded_bad":
-                        target = next(w for w in written.values() if w.kind is None)
+                        settled_before = {n for n, w in written.items() if w.index < wave}
+                        target = next(w for n, w in written.items() if n in settled_before and w.kind is None)
                         written[target.name] = reland_bad(landing, target, seed=index)
                     else:
                         batch = land(landing, index, rows=args.rows, kind=kind, batches=args.batches, rng=rng)
@@ -377,12 +396,22 @@ def soak(args: argparse.Namespace, base: Path) -> int:
                     timeout=args.wave_timeout,
                     every=2,
                 )
+                # As between real deliveries: the retrain sensor weighs the wave once its runs are done
+                # (it waits while any batch is being validated), before the next wave lands.
+                wait_until(
+                    "the wave's runs",
+                    lambda: INGEST not in {r.job_name for r in in_flight(dev.instance)},
+                    timeout=args.wave_timeout,
+                    every=2,
+                )
+                quiet = time.time()
+                weighed = functools.partial(retrain_weighed_since, dev.instance, quiet)
+                wait_until("a retrain tick", weighed, timeout=120, every=2)
                 busy = sorted({r.job_name for r in in_flight(dev.instance)})
                 say(
                     f"landed {len(written)} files ({min(wave + args.per_wave, args.batches)} batches); "
-                    f"wave settled in {time.monotonic() - landed_at:.0f} s; in flight: {', '.join(busy) or '-'}"
+                    f"wave done in {time.monotonic() - landed_at:.0f} s; in flight: {', '.join(busy) or '-'}"
                 )
-                time.sleep(args.gap)  # a quiet tick for the retrain sensor, as between real deliveries
             deadline = time.monotonic() + args.timeout_minutes * 60
             wait_until(
                 "every batch's verdict and no run in flight",
@@ -421,7 +450,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=300, help="rows per batch")
     parser.add_argument("--bad-share", type=float, default=0.05, help="share of bad batches (each kind at least once)")
     parser.add_argument("--per-wave", type=int, default=8, help="batches landed together")
-    parser.add_argument("--gap", type=float, default=8.0, help="seconds between a settled wave and the next")
     parser.add_argument("--retrain-every", type=int, default=30, help="validated batches that retrain on volume")
     parser.add_argument("--wave-timeout", type=float, default=600.0, help="seconds a wave may take to settle")
     parser.add_argument("--timeout-minutes", type=float, default=20.0, help="for the end: settling, final training")
