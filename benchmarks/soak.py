@@ -37,7 +37,6 @@ import os
 import random
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -374,73 +373,110 @@ def soak(args: argparse.Namespace, base: Path) -> int:
         f"a retrain every {params['retrain']['min_new_rows']} new validated rows"
     )
     written: dict[str, Written] = {}
-    final_run = None
     with dg.DagsterInstance.from_config(str(home)) as instance:
         project = Project(root=root, dvc_remote=base / "dvc_remote", instance=instance)
+        final_run, interrupted = None, False
         with dagster_dev(project, home) as dev:
             say(f"dagster dev is up at {dev.url} ({time.monotonic() - started:.0f} s)")
-            for wave in range(0, args.batches, args.per_wave):
-                for index in range(wave, min(wave + args.per_wave, args.batches)):
-                    kind = plan.bad.get(index)
-                    if kind == "relanded_bad":
-                        settled_before = {n for n, w in written.items() if w.index < wave}
-                        target = next(w for n, w in written.items() if n in settled_before and w.kind is None)
-                        written[target.name] = reland_bad(landing, target, seed=index)
-                    else:
-                        batch = land(landing, index, rows=args.rows, kind=kind, batches=args.batches, rng=rng)
-                        written[batch.name] = batch
-                landed_at = time.monotonic()
+            try:
+                land_waves(args, plan, dev.instance, landing, written, rng=rng)
+                deadline = time.monotonic() + args.timeout_minutes * 60
+                settle(dev.instance, written, deadline=deadline, stall_seconds=args.stall_seconds)
+                say(f"settled at {time.monotonic() - started:.0f} s; a final training run rebuilds the snapshot")
+                final_run = launch_job(dev.url, TRAIN, tags={"ml_assets/trigger": "soak_final"})
                 wait_until(
-                    f"wave {wave // args.per_wave + 1}'s verdicts",
-                    lambda: not unsettled(dev.instance, written),
-                    timeout=args.wave_timeout,
-                    every=2,
+                    "the final training run and what it starts",
+                    lambda: (
+                        (run := dev.instance.get_run_by_id(final_run)) is not None
+                        and run.is_finished
+                        and not in_flight(dev.instance)
+                    ),
+                    timeout=max(120.0, deadline - time.monotonic()),
                 )
-                # As between real deliveries: the retrain sensor weighs the wave once its runs are done
-                # (it waits while any batch is being validated), before the next wave lands.
-                wait_until(
-                    "the wave's runs",
-                    lambda: INGEST not in {r.job_name for r in in_flight(dev.instance)},
-                    timeout=args.wave_timeout,
-                    every=2,
-                )
-                quiet = time.time()
-                weighed = functools.partial(retrain_weighed_since, dev.instance, quiet)
-                wait_until("a retrain tick", weighed, timeout=120, every=2)
-                busy = sorted({r.job_name for r in in_flight(dev.instance)})
-                say(
-                    f"landed {len(written)} files ({min(wave + args.per_wave, args.batches)} batches); "
-                    f"wave done in {time.monotonic() - landed_at:.0f} s; in flight: {', '.join(busy) or '-'}"
-                )
-            deadline = time.monotonic() + args.timeout_minutes * 60
-            wait_until(
-                "every batch's verdict and no run in flight",
-                lambda: not unsettled(dev.instance, written) and not in_flight(dev.instance),
-                timeout=max(0.0, deadline - time.monotonic()),
-            )
-            time.sleep(15)  # the retrain sensor weighs what the last wave brought
-            wait_until(
-                "the last runs", lambda: not in_flight(dev.instance), timeout=max(0.0, deadline - time.monotonic())
-            )
-            say(f"settled at {time.monotonic() - started:.0f} s; a final training run rebuilds the snapshot")
-            final_run = launch_job(dev.url, TRAIN, tags={"ml_assets/trigger": "soak_final"})
-            wait_until(
-                "the final training run",
-                lambda: (run := dev.instance.get_run_by_id(final_run)) is not None and run.is_finished,
-                timeout=max(60.0, deadline - time.monotonic()),
-            )
-            wait_until(
-                "the last runs", lambda: not in_flight(dev.instance), timeout=max(60.0, deadline - time.monotonic())
-            )
+            except KeyboardInterrupt:  # Ctrl-C or `kill`: the books so far, then everything stops
+                interrupted = True
+                say(f"interrupted after {len(written)} files; the figures below are partial")
             wall = time.monotonic() - started
-            say(f"done landing and settling in {wall:.0f} s; reading the books")
+            say(f"done in {wall:.0f} s; reading the books")
             failures = report(dev.instance, project.tracking_uri, params, written, final_run=final_run)
+    if interrupted:
+        failures.append(f"interrupted after {len(written)} of {args.batches} batches")
     print(f"\nwall time         {wall / 60:.1f} min ({wall:.0f} s) on {os.cpu_count()} cores")
     if failures:
         print("\nsoak FAILED:\n  " + "\n  ".join(failures))
         return 1
     print("\nsoak passed: every landed row accounted for, no torn file taken, no bad batch kept, no worse champion")
     return 0
+
+
+def land_waves(
+    args: argparse.Namespace,
+    plan: Plan,
+    instance: dg.DagsterInstance,
+    landing: Path,
+    written: dict[str, Written],
+    *,
+    rng: random.Random,
+) -> None:
+    """Lands the batches wave by wave; the next wave lands once the retrain sensor has weighed the last one."""
+    for wave in range(0, args.batches, args.per_wave):
+        for index in range(wave, min(wave + args.per_wave, args.batches)):
+            kind = plan.bad.get(index)
+            if kind == "relanded_bad":  # a batch from an earlier wave (it has its verdict) comes again, broken
+                target = next(w for w in written.values() if w.index < wave and w.kind is None)
+                written[target.name] = reland_bad(landing, target, seed=index)
+            else:
+                batch = land(landing, index, rows=args.rows, kind=kind, batches=args.batches, rng=rng)
+                written[batch.name] = batch
+        landed_at = time.monotonic()
+        wait_until(
+            f"wave {wave // args.per_wave + 1}'s verdicts",
+            lambda: not unsettled(instance, written),
+            timeout=args.wave_timeout,
+            every=2,
+        )
+        # As between real deliveries: the retrain sensor weighs the wave once its runs are done
+        # (it waits while any batch is being validated), before the next wave lands.
+        wait_until(
+            "the wave's runs",
+            lambda: INGEST not in {r.job_name for r in in_flight(instance)},
+            timeout=args.wave_timeout,
+            every=2,
+        )
+        weighed = functools.partial(retrain_weighed_since, instance, time.time())
+        wait_until("a retrain tick", weighed, timeout=120, every=2)
+        busy = sorted({r.job_name for r in in_flight(instance)})
+        say(
+            f"landed {len(written)} files ({min(wave + args.per_wave, args.batches)} batches); "
+            f"wave done in {time.monotonic() - landed_at:.0f} s; in flight: {', '.join(busy) or '-'}"
+        )
+
+
+def settle(instance: dg.DagsterInstance, written: dict[str, Written], *, deadline: float, stall_seconds: float) -> None:
+    """Waits until every batch has its verdict and no run is in flight, or until nothing moves any more.
+
+    Nothing in flight for `stall_seconds` while a batch still has no verdict means nothing will
+    give it one (the landing sensor retries a pending batch within a tick or two): stop waiting.
+    """
+    idle_since = None
+    while time.monotonic() < deadline:
+        waiting, busy = unsettled(instance, written), in_flight(instance)
+        if not busy:
+            idle_since = idle_since or time.monotonic()
+            if not waiting and time.monotonic() - idle_since > 20:  # the retrain sensor weighed the last wave
+                return
+            if waiting and time.monotonic() - idle_since > stall_seconds:
+                say(f"stalled: nothing in flight for {stall_seconds:.0f} s, no verdict for {', '.join(waiting)}")
+                return
+        else:
+            idle_since = None
+        time.sleep(5)
+    say("gave up waiting for the last verdicts: the timeout passed")
+
+
+def interrupt(*_: object) -> None:
+    """SIGTERM handler: unwinds as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,21 +486,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=300, help="rows per batch")
     parser.add_argument("--bad-share", type=float, default=0.05, help="share of bad batches (each kind at least once)")
     parser.add_argument("--per-wave", type=int, default=8, help="batches landed together")
-    parser.add_argument("--retrain-every", type=int, default=30, help="validated batches that retrain on volume")
+    parser.add_argument(
+        "--retrain-every", type=int, default=None, help="validated batches that retrain on volume (batches / 6)"
+    )
     parser.add_argument("--wave-timeout", type=float, default=600.0, help="seconds a wave may take to settle")
     parser.add_argument("--timeout-minutes", type=float, default=20.0, help="for the end: settling, final training")
+    parser.add_argument("--stall-seconds", type=float, default=120.0, help="idle time that ends the wait for verdicts")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a plain `kill` unwinds like Ctrl-C: servers stop
+    args.retrain_every = args.retrain_every or max(4, args.batches // 6)
+    signal.signal(signal.SIGTERM, interrupt)  # a plain `kill` is a Ctrl-C: the books so far, then servers stop
     from ml_assets.devserver import MARKER
 
     base = Path(tempfile.mkdtemp(prefix="ml_assets_soak_"))
     os.environ[MARKER] = str(base)  # every process dagster dev starts inherits it: leftovers are found by it
     try:
         return soak(args, base)
-    except KeyboardInterrupt:
-        say("interrupted; stopping dagster dev")
+    except KeyboardInterrupt:  # before dagster dev was up, or while it was being stopped
+        say("interrupted")
         return 130
     finally:
         stop_leftovers(str(base))
