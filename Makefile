@@ -97,8 +97,8 @@ format: install ## Apply ruff's fixes and formatting
 BATCHES ?= 200
 ROWS ?= 300
 
-soak: install ## Land BATCHES=200 batches (5% bad) on the real daemon; fails on a lost row or a worse champion
-	$(BIN)/python -m benchmarks.soak --batches $(BATCHES) --rows $(ROWS)
+soak: install ## Land BATCHES=200 batches (5% bad) on the real daemon (ARGS="--keep" ...); fails on a lost row or a worse champion
+	$(BIN)/python -m benchmarks.soak --batches $(BATCHES) --rows $(ROWS) $(ARGS)
 
 bench: install scale-deps ## Print speed and memory figures (not pass/fail tests), embedded and scale-out
 	$(BIN)/python -m benchmarks.run
