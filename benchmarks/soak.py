@@ -429,19 +429,15 @@ def land_waves(
                 batch = land(landing, index, rows=args.rows, kind=kind, batches=args.batches, rng=rng)
                 written[batch.name] = batch
         landed_at = time.monotonic()
-        wait_until(
-            f"wave {wave // args.per_wave + 1}'s verdicts",
-            lambda: not unsettled(instance, written),
-            timeout=args.wave_timeout,
-            every=2,
-        )
         # As between real deliveries: the retrain sensor weighs the wave once its runs are done
         # (it waits while any batch is being validated), before the next wave lands.
-        wait_until(
-            "the wave's runs",
-            lambda: INGEST not in {r.job_name for r in in_flight(instance)},
-            timeout=args.wave_timeout,
-            every=2,
+        settle(
+            instance,
+            written,
+            deadline=time.monotonic() + args.wave_timeout,
+            stall_seconds=args.stall_seconds,
+            only=INGEST,
+            quiet_seconds=0,
         )
         weighed = functools.partial(retrain_weighed_since, instance, time.time())
         wait_until("a retrain tick", weighed, timeout=120, every=2)
@@ -452,26 +448,35 @@ def land_waves(
         )
 
 
-def settle(instance: dg.DagsterInstance, written: dict[str, Written], *, deadline: float, stall_seconds: float) -> None:
-    """Waits until every batch has its verdict and no run is in flight, or until nothing moves any more.
+def settle(
+    instance: dg.DagsterInstance,
+    written: dict[str, Written],
+    *,
+    deadline: float,
+    stall_seconds: float,
+    only: str | None = None,
+    quiet_seconds: float = 20,
+) -> None:
+    """Waits until every batch has its verdict and no run (of job `only`) is in flight, or nothing moves any more.
 
     Nothing in flight for `stall_seconds` while a batch still has no verdict means nothing will
     give it one (the landing sensor retries a pending batch within a tick or two): stop waiting.
     """
     idle_since = None
     while time.monotonic() < deadline:
-        waiting, busy = unsettled(instance, written), in_flight(instance)
+        waiting = unsettled(instance, written)
+        busy = [r for r in in_flight(instance) if only is None or r.job_name == only]
         if not busy:
             idle_since = idle_since or time.monotonic()
-            if not waiting and time.monotonic() - idle_since > 20:  # the retrain sensor weighed the last wave
+            if not waiting and time.monotonic() - idle_since >= quiet_seconds:  # the retrain sensor had its tick
                 return
             if waiting and time.monotonic() - idle_since > stall_seconds:
                 say(f"stalled: nothing in flight for {stall_seconds:.0f} s, no verdict for {', '.join(waiting)}")
                 return
         else:
             idle_since = None
-        time.sleep(5)
-    say("gave up waiting for the last verdicts: the timeout passed")
+        time.sleep(2 if only else 5)
+    say("gave up waiting for verdicts: the timeout passed")
 
 
 def interrupt(*_: object) -> None:
@@ -491,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wave-timeout", type=float, default=600.0, help="seconds a wave may take to settle")
     parser.add_argument("--timeout-minutes", type=float, default=20.0, help="for the end: settling, final training")
-    parser.add_argument("--stall-seconds", type=float, default=120.0, help="idle time that ends the wait for verdicts")
+    parser.add_argument("--stall-seconds", type=float, default=60.0, help="idle time that ends a wait for verdicts")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = parser.parse_args(argv)
