@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--wave-timeout", type=float, default=600.0, help="seconds a wave may take to settle")
     parser.add_argument("--timeout-minutes", type=float, default=20.0, help="for the end: settling, final training")
-    parser.add_argument("--stall-seconds", type=float, default=60.0, help="idle time that ends a wait for verdicts")
+    parser.add_argument("--stall-seconds", type=float, default=90.0, help="idle time that ends a wait for verdicts")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the temporary project (its path is printed)")
     args = parser.parse_args(argv)
