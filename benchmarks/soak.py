@@ -221,6 +221,7 @@ def report(
     written: dict[str, Written],
     *,
     final_run: str | None,
+    interrupted: bool = False,
 ) -> list[str]:
     """Prints the ledger, the final snapshot's check and the champion moves; returns the failures."""
     from mlflow import MlflowClient
@@ -235,15 +236,18 @@ def report(
     landed = [w for w in written.values() if w.kind != "torn"]
     rows = dict.fromkeys(("validated", "quarantined", "pending"), 0)
     batches = dict.fromkeys(("validated", "quarantined", "pending"), 0)
+    in_progress = 0
     for w in sorted(landed, key=lambda w: w.key):
         entry = ledger.get(w.key)
-        if entry is None:
-            failures.append(f"lost: `{w.name}` ({w.rows} rows) landed but the ledger has no entry for it")
-            continue
-        if entry.landed_md5 != w.md5 or entry.landed_rows != w.rows:
+        if entry is None or entry.landed_md5 != w.md5 or entry.landed_rows != w.rows:
+            held = f"md5 {entry.landed_md5[:8]} with {entry.landed_rows} rows" if entry else "nothing"
+            runs = list(instance.get_runs(dg.RunsFilter(job_name=INGEST, tags={"dagster/partition": w.key})))
+            if interrupted and (not runs or not all(r.is_finished for r in runs)):
+                in_progress += w.rows  # not taken yet, or its run was still going when the soak stopped
+                continue
             failures.append(
-                f"lost: `{w.name}`: the soak wrote md5 {w.md5[:8]} with {w.rows} rows last; the ledger holds "
-                f"md5 {entry.landed_md5[:8]} with {entry.landed_rows} rows"
+                f"lost: `{w.name}` ({w.rows} rows, md5 {w.md5[:8]}) landed; the ledger holds {held}; "
+                f"its runs: {'; '.join(run_outcome(instance, r) for r in runs) or 'none'}"
             )
             continue
         rows[entry.status] += entry.landed_rows
@@ -261,7 +265,7 @@ def report(
     if strays:
         failures.append(f"the ledger has batches the soak never wrote: {', '.join(strays)}")
     total = sum(w.rows for w in landed)
-    unaccounted = total - sum(rows.values())
+    unaccounted = total - sum(rows.values()) - in_progress
     kinds = sorted({w.kind for w in written.values() if w.kind})
     print(f"\nbatches written   {len(written)} ({len(written) - len(landed)} torn, never completed: not taken)")
     print(f"  bad             {sum(w.kind is not None for w in written.values())} ({', '.join(kinds)})")
@@ -272,6 +276,8 @@ def report(
     print(f"  quarantined     {fmt(rows['quarantined'])}")
     print(f"  pending         {fmt(rows['pending'])}")
     print(f"  unaccounted     {fmt(unaccounted)}")
+    if interrupted:
+        print(f"  in progress     {fmt(in_progress)} (not taken yet or being validated when the soak was interrupted)")
 
     if final_run is not None:
         records = instance.get_records_for_run(final_run, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
@@ -342,6 +348,16 @@ def report(
     return failures
 
 
+def run_outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """A run's id, status and the first line of the last error its events carry."""
+    reason = ""
+    for event in instance.all_logs(run.run_id):
+        error = getattr(event.dagster_event.event_specific_data, "error", None) if event.dagster_event else None
+        if error is not None:
+            reason = f"{event.message}: {error.message.strip().splitlines()[0]}"
+    return f"{run.run_id[:8]} {run.status.value}" + (f" ({reason[:300]})" if reason else "")
+
+
 def stop_leftovers(marker: str) -> None:
     """Kills (by pid) any process the soak's `dagster dev` started that outlived it."""
     from ml_assets.devserver import marked_processes
@@ -398,7 +414,9 @@ def soak(args: argparse.Namespace, base: Path) -> int:
                 say(f"interrupted after {len(written)} files; the figures below are partial")
             wall = time.monotonic() - started
             say(f"done in {wall:.0f} s; reading the books")
-            failures = report(dev.instance, project.tracking_uri, params, written, final_run=final_run)
+            failures = report(
+                dev.instance, project.tracking_uri, params, written, final_run=final_run, interrupted=interrupted
+            )
     if interrupted:
         failures.append(f"interrupted after {len(written)} of {args.batches} batches")
     print(f"\nwall time         {wall / 60:.1f} min ({wall:.0f} s) on {os.cpu_count()} cores")
