@@ -32,7 +32,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 # `mlflow server`/`mlflow ui` would otherwise start background job consumers nothing here uses.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: help install dev dev-scale stop-scale scale-deps run reproduce screenshots test test-fast lint format bench demo-data mlflow-ui serve clean
+.PHONY: help install dev dev-scale stop-scale scale-deps run reproduce screenshots test test-fast lint format bench soak demo-data mlflow-ui serve clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -96,6 +96,13 @@ lint: install ## Lint, check formatting and types
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# `make soak`: batches landed on the real daemon, and the rows of each (override: make soak BATCHES=20).
+BATCHES ?= 200
+ROWS ?= 300
+
+soak: install ## Land BATCHES=200 batches (5% bad) on the real daemon (ARGS="--keep" ...); fails on a lost row or a worse champion
+	$(BIN)/python -m benchmarks.soak --batches $(BATCHES) --rows $(ROWS) $(ARGS)
 
 bench: install scale-deps ## Print speed and memory figures (not pass/fail tests), embedded and scale-out
 	$(BIN)/python -m benchmarks.run
