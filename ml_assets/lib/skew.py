@@ -30,7 +30,9 @@ class SkewReport:
         output_columns: The output columns (one per class) that differ somewhere.
         example_rows: Up to ten differing rows, by id (or holdout position), with both outputs.
         cast_columns: Input columns the served model's signature types differently from the
-            offline frame (`age: int64 -> double`), a frequent cause; listed only when outputs differ.
+            offline frame (`age` int64 -> double); listed only when outputs differ.
+        explained_by_casts: Whether predicting offline on the frame cast to the signature's types
+            reproduces the served answers (the cause is then the cast, e.g. a number used as a category).
         served_object: What the served model is, e.g. `Pipeline(preprocess: ColumnTransformer, ...)`.
         error: Why the scoring path gave no comparable answer (a 4xx, another output shape); None if it did.
     """
@@ -41,6 +43,7 @@ class SkewReport:
     output_columns: tuple[str, ...] = ()
     example_rows: tuple[str, ...] = ()
     cast_columns: tuple[str, ...] = field(default_factory=tuple)
+    explained_by_casts: bool = False
     served_object: str = ""
     error: str | None = None
 
@@ -58,12 +61,20 @@ class SkewReport:
                 f"{what} served through MLflow's pyfunc scoring path (JSON `dataframe_split`) predicts exactly the "
                 f"offline probabilities on {self.rows_compared} holdout rows"
             )
-        causes = f"; the served signature casts {', '.join(self.cast_columns)}" if self.cast_columns else ""
+        if self.explained_by_casts:
+            cause = (
+                f"the cause: the served signature casts {', '.join(self.cast_columns)} and the model treats the cast "
+                "values differently (a number used as a category?); declare the column's type or cast it in training"
+            )
+        else:
+            cause = (
+                "the request's types do not explain it: the served model computes something else than the evaluated one"
+            )
         return (
             f"{what} served through MLflow's scoring path differs from the offline predictions on "
             f"{self.rows_differing} of {self.rows_compared} holdout rows, in output column(s) "
             f"{', '.join(f'`{c}`' for c in self.output_columns)} (max |difference| {self.max_abs_difference:.3g}); "
-            f"rows: {'; '.join(self.example_rows)}{causes}. Serving would not compute what was evaluated"
+            f"{cause}. Rows: {'; '.join(self.example_rows[:5])}{'; ...' if len(self.example_rows) > 5 else ''}"
         )
 
 
@@ -126,11 +137,12 @@ _SAME_TYPE = {"float64": "double", "float32": "float", "int64": "long", "int32":
 """pandas dtype -> the MLflow signature type that keeps it as it is."""
 
 
-def _schema_casts(served: Any, rows: pd.DataFrame) -> tuple[str, ...]:
+def _schema_casts(served: Any, rows: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Column -> (offline dtype, signature type) for each input the signature types differently."""
     schema = served.metadata.get_input_schema()
     if schema is None or not schema.has_input_names():
-        return ()
-    casts = []
+        return {}
+    casts = {}
     for spec in schema.inputs:
         declared = str(getattr(spec.type, "name", spec.type))
         if spec.name not in rows.columns:
@@ -138,8 +150,13 @@ def _schema_casts(served: Any, rows: pd.DataFrame) -> tuple[str, ...]:
         offline = str(rows[spec.name].dtype)
         kept = _SAME_TYPE.get(offline) == declared or (offline in ("object", "string", "str") and declared == "string")
         if not kept:
-            casts.append(f"`{spec.name}` {offline} -> {declared}")
-    return tuple(casts)
+            casts[spec.name] = (offline, declared)
+    return casts
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cell-wise exact equality, NaN equal to NaN."""
+    return (a == b) | (np.isnan(a) & np.isnan(b))
 
 
 def compare_served(
@@ -168,12 +185,14 @@ def compare_served(
         The comparison.
     """
     inputs = rows.loc[:, list(features)]
-    described = describe_model(_raw_model(served))
+    described = _describe_served(served)
     offline = np.asarray(offline_model.predict_proba(inputs), dtype=float)
     try:
         answer = score_as_served(served, inputs)
     except Exception as error:  # a rejected request is a skew too: a client would get no answer
-        message = str(getattr(error, "message", None) or error).splitlines()[0][:500]
+        text = str(getattr(error, "message", None) or error)
+        reason = text.rsplit("Error:", 1)[-1] if "Error:" in text else text  # MLflow prefixes the whole frame
+        message = " ".join(reason.split())[:500]
         return SkewReport(len(rows), served_object=described, error=f"{type(error).__name__}: {message}")
     served_values = answer.to_numpy()
     if served_values.shape != offline.shape or not np.issubdtype(served_values.dtype, np.number):
@@ -187,7 +206,7 @@ def compare_served(
             ),
         )
     served_values = served_values.astype(float)
-    different = ~((served_values == offline) | (np.isnan(served_values) & np.isnan(offline)))
+    different = ~_same(served_values, offline)
     differing_rows = np.flatnonzero(different.any(axis=1))
     if len(differing_rows) == 0:
         return SkewReport(len(rows), served_object=described)
@@ -201,22 +220,30 @@ def compare_served(
         examples.append(f"{who}: {pairs}")
     with np.errstate(invalid="ignore"):
         gap = float(np.nanmax(np.abs(served_values - offline)))
+    casts = _schema_casts(served, inputs)
+    numeric = {c: "float64" for c, (_, declared) in casts.items() if declared in ("double", "float")}
+    explained = bool(numeric) and bool(
+        _same(np.asarray(offline_model.predict_proba(inputs.astype(numeric)), dtype=float), served_values).all()
+    )
     return SkewReport(
         rows_compared=len(rows),
         rows_differing=len(differing_rows),
         max_abs_difference=gap if np.isfinite(gap) else float("inf"),
         output_columns=tuple(str(c) for k, c in enumerate(classes) if different[:, k].any()),
         example_rows=tuple(examples),
-        cast_columns=_schema_casts(served, inputs),
+        cast_columns=tuple(f"`{c}` {offline_type} -> {declared}" for c, (offline_type, declared) in casts.items()),
+        explained_by_casts=explained,
         served_object=described,
     )
 
 
-def _raw_model(served: Any) -> Any:
+def _describe_served(served: Any) -> str:
+    """The served object (a Pipeline for the sklearn flavor), else the pyfunc loader module that builds it."""
     try:
-        return served.get_raw_model()
-    except Exception:  # a flavor without a raw model: describe the wrapper
-        return served
+        return describe_model(served.get_raw_model())
+    except Exception:  # a custom flavor without a raw model: name its loader, where the serving code lives
+        flavor = served.metadata.flavors.get("python_function", {})
+        return f"pyfunc built by `{flavor.get('loader_module', 'unknown')}`"
 
 
 def load_served_model(tracking_uri: str, model_uri: str) -> Any:
