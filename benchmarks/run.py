@@ -28,6 +28,7 @@ from typing import Any
 
 import dagster as dg
 
+from benchmarks.evaluation import bench_evaluation
 from benchmarks.measure import (
     Figure,
     Section,
@@ -572,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             run_section(sections, "Batch validation", lambda: bench_validation(base))
             run_section(sections, "Drift", bench_drift)
             run_section(sections, "Graph", lambda: bench_graph(base))
+            run_section(sections, "Evaluation extras", lambda: bench_evaluation(base, say=progress))
             run_section(sections, "Serving", lambda: bench_serving(base, say=progress))
         if failures and log.is_file():
             log_tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])

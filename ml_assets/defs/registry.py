@@ -77,9 +77,11 @@ def registered_model(
     )
     number = str(registration.version.version)
     client.set_model_version_tag(name, number, "ml_assets.compared_with", comparison.note[:4000])
+    # the card before the alias: `challenger` only ever names a version whose run holds its card
+    run_id = registration.version.run_id or trained_model.run_id
+    card = _write_model_card(project, mlflow, number, run_id, trained_model, dataset_split, model_evaluation)
     client.set_registered_model_alias(name, tracking.CHALLENGER, number)
     context.log.info(f"`{name}` v{number} is `challenger`; {comparison.note}")
-    card = _write_model_card(project, mlflow, number, trained_model, dataset_split, model_evaluation)
     return dg.Output(
         number,
         metadata={
@@ -105,11 +107,12 @@ def _write_model_card(
     project: ProjectResource,
     mlflow: MlflowResource,
     version: str,
+    run_id: str,
     trained: CandidateModel,
     data: features_lib.TrainingData,
     evaluation: CandidateEvaluation,
 ) -> dict[str, Any]:
-    """Logs the model card and explanations to the version's MLflow run; returns the UI metadata."""
+    """Logs the model card and explanations to the version's MLflow run (`run_id`); returns the UI metadata."""
     from ml_assets.lib import model_card, plots
     from ml_assets.lib.lineage import git_commit
     from ml_assets.lib.skew import describe_model
@@ -121,7 +124,7 @@ def _write_model_card(
         version=version,
         candidate=trained.name,
         model=describe_model(trained.model),
-        run_id=trained.run_id,
+        run_id=run_id,
         snapshot_md5=data.snapshot_md5,
         holdout_md5=data.holdout_md5,
         split_rows=data.split.sizes(),
@@ -151,12 +154,12 @@ def _write_model_card(
 
     model_card.log_card_artifacts(
         mlflow.client(),
-        trained.run_id,
+        run_id,
         card=render(f"![permutation importance]({model_card.IMPORTANCE_PNG_PATH})" if png else None),
         explanation={"model": facts.model_name, "version": version, **explanation.as_dict()} if explanation else None,
         importance_png=png,
     )
-    run_url = mlflow.run_url(mlflow.experiment_id(params.registry.experiment_name), trained.run_id)
+    run_url = mlflow.run_url(mlflow.client().get_run(run_id).info.experiment_id, run_id)
     return {
         "model_card": dg.MetadataValue.md(render(plots.as_markdown_image(png, alt="importance") if png else None)),
         "model_card_artifact": dg.MetadataValue.url(f"{run_url}/artifacts/{model_card.CARD_PATH}"),
