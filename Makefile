@@ -1,7 +1,8 @@
 # Everything a new machine needs, from python3, make and git alone.
-#   make dev    install, then open the Dagster UI (127.0.0.1:3000) with sensors running
-#   make run    install, then materialize the whole graph headless and print the champion
-#   make test   install, then run the test suite
+#   make dev        install, then start Dagster, the MLflow UI and the Data Docs (Ctrl-C stops all)
+#   make dev-scale  the same code on Postgres, an MLflow server, Celery workers and an S3 remote
+#   make run        install, then materialize the whole graph headless and print the champion
+#   make test       install, then run the test suite
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -11,8 +12,12 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 BIN := .venv/bin
-HOST ?= 127.0.0.1
+# The Dagster UI's port (the other ports: ML_ASSETS_<NAME>_PORT); every server binds 127.0.0.1.
 PORT ?= 3000
+# Where the scale-out profile keeps its servers' state (Postgres cluster, logs, pids); git ignores it.
+SCALE_STATE ?= $(CURDIR)/.scale
+# Debian packages of the scale-out profile; installed by `make scale-deps` (sudo -n when not root).
+SCALE_DEBS := postgresql redis-server
 
 # Embedded defaults; any of them can be set in the environment to point at real servers.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -24,11 +29,13 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+# `mlflow server`/`mlflow ui` would otherwise start background job consumers nothing here uses.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: help install dev run reproduce screenshots test test-fast lint format bench demo-data mlflow-ui serve clean
+.PHONY: help install dev dev-scale stop-scale scale-deps run reproduce screenshots test test-fast lint format bench demo-data mlflow-ui serve clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,13 +47,26 @@ $(UV):
 
 $(DAGSTER_HOME)/dagster.yaml:  # first use only: never overwrite an instance's own config
 	@mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp deploy/embedded/dagster.yaml $@
 
 install: .venv/.installed $(DAGSTER_HOME)/dagster.yaml ## Install the locked dependencies into .venv
 
-dev: install ## Open the Dagster UI with the graph, checks and sensors (demo data on first run)
-	$(BIN)/python -m ml_assets.cli prepare
-	$(BIN)/dagster dev -h $(HOST) -p $(PORT) -w workspace.yaml
+dev: install ## Dagster UI, MLflow UI and Data Docs on 127.0.0.1 (demo data on first run); Ctrl-C stops all
+	$(BIN)/python -m ml_assets.devserver embedded --dagster-port $(PORT)
+
+dev-scale: install scale-deps ## The same graph on Postgres, an MLflow server, Celery workers, S3 (DETACH=1: background)
+	$(BIN)/python -m ml_assets.devserver scale --state $(SCALE_STATE) --dagster-port $(PORT) $(if $(DETACH),--detach)
+
+stop-scale: ## Stop everything `make dev-scale` started (by the pids it recorded)
+	$(BIN)/python -m ml_assets.devserver stop --state $(SCALE_STATE)
+
+scale-deps: ## Install the Debian packages of the scale-out profile (postgresql, redis-server) if missing
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null; then \
+	    command -v apt-get >/dev/null || { echo "scale-deps: no apt-get; install PostgreSQL and Redis yourself" >&2; exit 1; }; \
+	    sudo=""; if [ "$$(id -u)" != 0 ]; then sudo="sudo -n"; fi; \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(SCALE_DEBS); \
+	fi
 
 run: install ## Materialize the whole graph headless and print the champion
 	$(BIN)/python -m ml_assets.cli run
@@ -73,17 +93,18 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Print speed and memory figures (not pass/fail tests)
+bench: install scale-deps ## Print speed and memory figures (not pass/fail tests), embedded and scale-out
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.profiles
 
 demo-data: install ## Land one more demo batch (ARGS="--drift 1.0" or "--bad wrong_dtype" ...)
 	$(BIN)/python -m ml_assets.lib.demo_data --landing data/landing $(ARGS)
 
-mlflow-ui: install ## Open the MLflow UI on the local store (127.0.0.1:5000)
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db"
+mlflow-ui: install ## Only the MLflow UI on the local store (127.0.0.1:5000; `make dev` starts it too)
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 --backend-store-uri "sqlite:///$(CURDIR)/.mlflow/mlflow.db"
 
 serve: install ## Serve the champion over HTTP with shadow/canary rollout (PORT=5001)
 	$(BIN)/python -m ml_assets.serving --host 127.0.0.1 --port $(if $(filter file,$(origin PORT)),5001,$(PORT))
 
 clean: ## Remove the local stores and data (keeps .venv)
-	rm -rf .dagster_home .mlflow .dvc_remote .dvc/cache data/landing data/validated data/snapshot/*.parquet data/holdout/*.parquet data/reports dvc.lock
+	rm -rf .dagster_home .dev .mlflow .dvc_remote .dvc/cache data/landing data/validated data/snapshot/*.parquet data/holdout/*.parquet data/reports dvc.lock

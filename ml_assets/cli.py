@@ -2,6 +2,7 @@
 
 import argparse
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -12,9 +13,11 @@ from typing import Any
 
 import dagster as dg
 
+from ml_assets.defs.graph import CODE_VERSIONS
 from ml_assets.lib.config import Params, load_params
+from ml_assets.lib.freshness import Freshness
 from ml_assets.lib.landing import list_landing
-from ml_assets.lib.settings import resolve_locations
+from ml_assets.lib.settings import EndpointUnreachable, check_endpoint, resolve_locations
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 """Steps log to the run's event log (the UI shows it, traces included); the terminal gets one line each."""
@@ -41,7 +44,8 @@ def prepare(root: Path, params: Params) -> list[Path]:
             start_date=dt.date.fromisoformat(params.demo.start_date),
         )
         print(f"landing folder was empty: wrote {len(written)} demo batches to {landing}")
-    DvcStore(root=root, remote_url=resolve_locations(os.environ, root=str(root)).dvc_remote).ensure_ready()
+    locations = resolve_locations(os.environ, root=str(root))
+    DvcStore(root=root, remote_url=locations.dvc_remote, endpoint_url=locations.dvc_endpoint_url).ensure_ready()
     return written
 
 
@@ -76,7 +80,7 @@ def ingest_new_batches(
     """
     from ml_assets.defs.ingestion import BATCH_CHECKS, LANDING_PARTITIONS
     from ml_assets.defs.ledger import read_ledger
-    from ml_assets.lib.landing import file_md5, incomplete_reason
+    from ml_assets.lib.landing import batch_version, incomplete_reason, label_files
 
     job = defs.resolve_job_def("ingest_batch_job")
     listing = list_landing(landing_dir)
@@ -90,16 +94,23 @@ def ingest_new_batches(
         print(f"waiting {wait:.0f} s for the newest landed file to be left alone (automation.settle_seconds)")
         time.sleep(wait)
     outcomes: dict[str, bool] = {}
-    for landed in list_landing(landing_dir).files:
-        path = landing_dir / landed.name
-        incomplete = incomplete_reason(
-            path, size=landed.size, mtime_ns=landed.mtime_ns, now_ns=time.time_ns(), settle_seconds=settle
+    listing, now = list_landing(landing_dir), time.time_ns()
+    waiting = {
+        f.name: why
+        for f in listing.files
+        if (
+            why := incomplete_reason(
+                landing_dir / f.name, size=f.size, mtime_ns=f.mtime_ns, now_ns=now, settle_seconds=settle
+            )
         )
-        if incomplete:
-            print(f"waiting {landed.name}: {incomplete}")
-            continue
+    }
+    for name, why in waiting.items():
+        print(f"waiting {name}: {why}")
+    for landed in (f for f in listing.files if f.labels_for is None and f.name not in waiting):
+        path = landing_dir / landed.name
+        labels = [p for p in label_files(landing_dir, path) if p.name not in waiting]
         entry = ledger.get(landed.key)
-        if entry is not None and entry.landed_md5 == file_md5(path) and entry.status != "pending":
+        if entry is not None and entry.landed_md5 == batch_version(path, labels) and entry.status != "pending":
             continue
         if landed.key not in known:
             instance.add_dynamic_partitions(LANDING_PARTITIONS, [landed.key])
@@ -113,6 +124,77 @@ def ingest_new_batches(
         outcomes[landed.name] = result.success
         print(f"batch {landed.name}: " + ("validated" if result.success else _failure_line(result)))
     return outcomes
+
+
+def pending_batches(instance: dg.DagsterInstance, landing_dir: Path) -> list[str]:
+    """Landed files the batch ledger has not settled (new content, or a validation that never finished)."""
+    from ml_assets.defs.ingestion import BATCH_CHECKS
+    from ml_assets.defs.ledger import read_ledger
+    from ml_assets.lib.landing import batch_version, label_files
+
+    ledger = {entry.batch: entry for entry in read_ledger(instance, BATCH_CHECKS)}
+    pending = []
+    for landed in (f for f in list_landing(landing_dir).files if f.labels_for is None):
+        path = landing_dir / landed.name
+        entry = ledger.get(landed.key)
+        version = batch_version(path, label_files(landing_dir, path))
+        if entry is None or entry.status == "pending" or entry.landed_md5 != version:
+            pending.append(landed.name)
+    return pending
+
+
+TRAINING_ASSETS = ("training_snapshot", *CODE_VERSIONS)
+"""The training side of the graph whose versions decide a retrain, parents first."""
+
+
+def training_freshness(instance: dg.DagsterInstance, root: Path, params: Params) -> Freshness:
+    """Whether training again would change nothing: data versions, code versions, DVC and params unchanged.
+
+    A champion moved outside a training run (a rollback, a pin, an approval) is recorded as a
+    `champion_model` materialization without the training run's code version, so it counts as a change.
+    """
+    from ml_assets.lib.dvc_store import DvcStore
+    from ml_assets.lib.freshness import Recorded, training_freshness
+    from ml_assets.lib.landing import file_md5
+    from ml_assets.lib.snapshot import validated_fingerprint
+
+    records: dict[str, Recorded | None] = {}
+    for name in TRAINING_ASSETS:
+        found = instance.fetch_materializations(dg.AssetKey(name), limit=1).records
+        event = found[0].asset_materialization if found else None
+        records[name] = (
+            Recorded.from_tags(found[0].run_id, event.tags or {}, {k: v.value for k, v in event.metadata.items()})
+            if event is not None
+            else None
+        )
+    snapshot = root / params.data.snapshot_path
+    return training_freshness(
+        records,
+        assets=TRAINING_ASSETS,
+        code_versions=CODE_VERSIONS,
+        validated_fingerprint=validated_fingerprint(root / params.data.validated_dir),
+        snapshot_md5_on_disk=file_md5(snapshot) if snapshot.is_file() else None,
+        snapshot_md5_in_dvc=DvcStore(root=root, remote_url="")
+        .stage_outputs("training_snapshot")
+        .get(params.data.snapshot_path),
+        params_hash=params.section_hash(),
+    )
+
+
+def _print_recorded_champion(instance: dg.DagsterInstance, params: Params) -> None:
+    """The champion and its holdout metrics as Dagster recorded them (MLflow is not even imported)."""
+
+    def metadata(asset: str) -> dict[str, Any]:
+        found = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+        event = found[0].asset_materialization if found else None
+        return {k: v.value for k, v in event.metadata.items()} if event else {}
+
+    evaluation = metadata("model_evaluation")
+    print(f"  {'metric':<10} {'champion':>10}")
+    for metric in ("accuracy", "f1", "roc_auc", "log_loss"):
+        print(f"  {metric:<10} {float(evaluation.get(f'test_{metric}', 'nan')):>10.4f}")
+    version = metadata("champion_model").get("champion_version")
+    print(f"\nchampion: models:/{params.registry.model_name}@champion = version {version}")
 
 
 def _stale_cli_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -140,10 +222,22 @@ def _cli_tags() -> dict[str, str]:
 
 
 def run(root: Path) -> int:
-    """Validates new batches, trains, gates and promotes headless; prints the outcome in a few lines."""
+    """Validates new batches, trains, gates and promotes headless; prints the outcome in a few lines.
+
+    When nothing changed (no new batch; data versions, code versions, DVC and params as the last
+    training run left them) it says so in one line and skips everything.
+    """
+    params = load_params(root / "params.yaml")
+    landing = root / params.data.landing_dir
+    with dg.DagsterInstance.get() as instance:
+        if landed_files(landing) and not _stale_cli_runs(instance) and not pending_batches(instance, landing):
+            verdict = training_freshness(instance, root, params)
+            if verdict.fresh:
+                print(f"nothing changed (no new batch; {verdict.reason}): skipped ingest and training")
+                _print_recorded_champion(instance, params)
+                return 0
     from ml_assets.definitions import defs
 
-    params = load_params(root / "params.yaml")
     fresh = prepare(root, params)
     with dg.DagsterInstance.get() as instance:
         for stale in _stale_cli_runs(instance):
@@ -206,6 +300,7 @@ def reproduce(root: Path, version: str) -> int:
     import mlflow.artifacts as mlflow_artifacts
     from mlflow import MlflowClient
 
+    from ml_assets.defs.training import CONFIG_TAG, ROWS_TAG
     from ml_assets.lib.config import parse_params
     from ml_assets.lib.dvc_store import DvcStore
     from ml_assets.lib.landing import file_md5
@@ -218,7 +313,7 @@ def reproduce(root: Path, version: str) -> int:
     md5, run_id = model_version.tags["dvc.snapshot_md5"], str(model_version.run_id)
     mlflow.set_tracking_uri(locations.mlflow_tracking_uri)
     params = parse_params(mlflow_artifacts.load_dict(f"runs:/{run_id}/params.json"))
-    store = DvcStore(root=root, remote_url=locations.dvc_remote)
+    store = DvcStore(root=root, remote_url=locations.dvc_remote, endpoint_url=locations.dvc_endpoint_url)
     store.ensure_ready()
     path = store.materialize_md5(md5, root / "data" / "reproduce" / f"{md5}.parquet")
     read_back = file_md5(path)
@@ -228,8 +323,16 @@ def reproduce(root: Path, version: str) -> int:
         return 1
     import pandas as pd
 
-    reproduction = retrain(pd.read_parquet(path), params, candidate=model_version.tags["candidate"])
-    recorded = {k: v for k, v in client.get_run(run_id).data.metrics.items() if k.startswith("test_")}
+    run = client.get_run(run_id)
+    config, rows = run.data.tags.get(CONFIG_TAG), run.data.tags.get(ROWS_TAG)
+    reproduction = retrain(
+        pd.read_parquet(path),
+        params,
+        candidate=model_version.tags["candidate"],
+        config=json.loads(config) if config else None,
+        rows=int(rows) if rows else None,
+    )
+    recorded = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
     if not recorded:
         print(f"run {run_id} recorded no test metrics: nothing to compare the reproduction with", file=sys.stderr)
         return 1
@@ -249,10 +352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for category in (dg.PreviewWarning, dg.BetaWarning):
         warnings.filterwarnings("ignore", category=category)
-    root = resolve_locations(os.environ).root
+    locations = resolve_locations(os.environ)
+    root = locations.root
     if args.command == "prepare":
         prepare(root, load_params(root / "params.yaml"))
         return 0
+    try:  # a server that is down: one clear line instead of a traceback after retries
+        check_endpoint(locations.mlflow_tracking_uri, variable="MLFLOW_TRACKING_URI")
+        if locations.dvc_endpoint_url:
+            check_endpoint(locations.dvc_endpoint_url, variable="ML_ASSETS_DVC_ENDPOINT_URL")
+    except EndpointUnreachable as error:
+        print(error, file=sys.stderr)
+        return 2
     if args.command == "reproduce":
         if not args.version:
             parser.error("reproduce needs --version N (make reproduce VERSION=N)")

@@ -88,7 +88,7 @@ def _new_project_files(base: Path, mlflow_template: Path) -> None:
     root.mkdir()
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "gx", root / "gx")
+    shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))  # machine state
     (root / ".mlflow").mkdir()
     shutil.copy(mlflow_template, root / ".mlflow" / "mlflow.db")
     (base / "dagster_home").mkdir()

@@ -110,6 +110,7 @@ def test_sensors_and_schedule_are_on_by_default():
         "alert_on_run_failure": dg.DefaultSensorStatus.RUNNING,
         "per_batch_automation": dg.DefaultSensorStatus.RUNNING,
         "tag_run_trigger": dg.DefaultSensorStatus.RUNNING,
+        "canary_rollback": dg.DefaultSensorStatus.RUNNING,
     }
     [schedule] = defs.schedules or []
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING

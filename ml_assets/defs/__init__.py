@@ -1,5 +1,7 @@
 """Dagster wiring, one module per lifecycle stage; `build_definitions` assembles them."""
 
+import os
+
 import dagster as dg
 
 
@@ -18,6 +20,7 @@ def build_definitions() -> dg.Definitions:
         sensors,
         training,
     )
+    from ml_assets.defs.io_manager import RunCachedIOManager
     from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 
     modules = [ingestion, features, training, evaluation, registry, monitoring, inference, rollout]
@@ -31,7 +34,17 @@ def build_definitions() -> dg.Definitions:
             sensors.alert_on_run_failure,
             sensors.per_batch_automation,
             sensors.tag_run_trigger,
+            sensors.canary_rollback,
         ],
         schedules=[sensors.weekly_retrain],
-        resources={"project": ProjectResource(), "mlflow": MlflowResource(), "alerts": AlertResource()},
+        resources={
+            "project": ProjectResource(),
+            "mlflow": MlflowResource(),
+            "alerts": AlertResource(),
+            # Pickle files like Dagster's default, but a step in the process that wrote its input
+            # takes the object itself instead of unpickling a copy (see io_manager.py).
+            "io_manager": RunCachedIOManager(),
+        },
+        # Multiprocess by default, Celery workers when ML_ASSETS_EXECUTOR=celery (see jobs.py).
+        executor=jobs.executor_for(os.environ),
     )

@@ -62,8 +62,11 @@ def code_version(base: str, *params: str, upstream: tuple[str, ...] = ()) -> str
     return f"{base}-{stable_hash({'params': values, 'upstream': sorted(upstream)})}"
 
 
-TRAINING_CODE_VERSION = "1"
-"""Bump when a change to lib/training.py or lib/features.py changes the weights a run produces."""
+TRAINING_CODE_VERSION = "2"
+"""Bump when a change to lib/training.py or lib/features.py changes the weights a run produces.
+
+2: candidates are a successive-halving search per family (`training.search`).
+"""
 
 
 def _graph_code_versions() -> dict[str, str]:
@@ -71,7 +74,11 @@ def _graph_code_versions() -> dict[str, str]:
     versions["feature_pipeline"] = code_version("1", upstream=(versions["dataset_split"],))
     for spec in GRAPH.training.candidates:
         versions[f"candidate_{spec.name}"] = code_version(
-            TRAINING_CODE_VERSION, f"training.candidates.{spec.name}", upstream=(versions["feature_pipeline"],)
+            TRAINING_CODE_VERSION,
+            f"training.candidates.{spec.name}",
+            "training.search",
+            "training.selection_metric",  # it ranks the configurations inside a family's search
+            upstream=(versions["feature_pipeline"],),
         )
     candidates = tuple(versions[f"candidate_{spec.name}"] for spec in GRAPH.training.candidates)
     versions["trained_model"] = code_version(TRAINING_CODE_VERSION, "training.selection_metric", upstream=candidates)

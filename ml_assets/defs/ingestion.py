@@ -4,6 +4,7 @@ Every file landed in the landing folder is one batch (a dynamic partition), chec
 the suite; the batches that pass are unioned into the DVC-pinned training snapshot.
 """
 
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +14,8 @@ import pandas as pd
 from ml_assets.defs.graph import OWNERS, RETRY, TRAINING_POOL
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
-from ml_assets.lib.landing import file_md5, find_landed_file, incomplete_reason
-from ml_assets.lib.validation import CHECK_CATEGORIES
+from ml_assets.lib.landing import batch_version, find_landed_file, incomplete_reason, label_files
+from ml_assets.lib.validation import CHECK_CATEGORIES, CheckVerdict
 
 LANDING_PARTITIONS = "landing_batches"
 landing_batches = dg.DynamicPartitionsDefinition(name=LANDING_PARTITIONS)
@@ -45,15 +46,30 @@ def landed_batch(context: dg.AssetExecutionContext, project: ProjectResource) ->
             f"batch `{context.partition_key}` is registered but no file in `{landing}` maps to it any more; "
             "land the file again or delete the partition in the UI"
         )
-    stat = path.stat()
-    incomplete = incomplete_reason(path, size=stat.st_size, mtime_ns=stat.st_mtime_ns, now_ns=0, settle_seconds=0)
-    if incomplete:
-        raise dg.Failure(f"batch `{path.name}` {incomplete}; nothing was validated")
+    labels = label_files(landing, path)
+    for file in (path, *labels):
+        stat = file.stat()
+        incomplete = incomplete_reason(file, size=stat.st_size, mtime_ns=stat.st_mtime_ns, now_ns=0, settle_seconds=0)
+        if incomplete:
+            raise dg.Failure(f"`{file.name}` {incomplete}; nothing was validated")
     frame = snapshot_lib.read_landed_batch(path)
-    md5 = file_md5(path)
+    if labels:
+        names = ", ".join(f.name for f in labels)
+        try:
+            frame = snapshot_lib.apply_labels(
+                frame,
+                pd.concat([snapshot_lib.read_landed_batch(f) for f in labels], ignore_index=True),
+                id_columns=params.data.id_columns,
+                target=params.data.target,
+                name=names,
+            )
+        except ValueError as error:
+            raise dg.Failure(f"batch `{path.name}`: {error}") from error
+        context.log.info(f"batch `{path.name}`: labels joined from {names}")
+    md5 = batch_version(path, labels)
     superseded = snapshot_lib.supersede(project.path(params.data.validated_dir), context.partition_key, landed_md5=md5)
     if superseded:
-        context.log.warning(f"batch `{path.name}` landed again with new bytes; the old version moved to `{superseded}`")
+        context.log.warning(f"batch `{path.name}` has a new version; the old one moved to `{superseded}`")
     null_share = {str(c): float(v) for c, v in pd.Series(frame.isna().mean()).items()}
     target = params.data.target
     balance = (
@@ -90,94 +106,96 @@ def _profile(null_share: dict[str, float], balance: dict[str, float], *, batch: 
     return dg.MetadataValue.md(plots.as_markdown_image(png, alt="batch profile"))
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            name,
-            asset=landed_batch,
-            blocking=True,
-            partitions_def=landing_batches,
-            description=f"Great Expectations: {name.replace('_', ' ')}",
-        )
-        for name in BATCH_CHECKS
-    ],
-    can_subset=False,
-)
+def _batch_check_specs() -> list[dg.AssetCheckSpec]:
+    """One partitioned spec per category: each batch has its own verdict, which per-batch automation reads.
+
+    Partitioned checks are a Dagster preview feature; its PreviewWarning is silenced here because
+    nothing else gives a verdict per batch and a newcomer can do nothing about it at start-up.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec")
+        return [
+            dg.AssetCheckSpec(
+                name,
+                asset=landed_batch,
+                blocking=True,
+                partitions_def=landing_batches,
+                description=f"Great Expectations: {name.replace('_', ' ')}",
+            )
+            for name in BATCH_CHECKS
+        ]
+
+
+@dg.multi_asset_check(specs=_batch_check_specs(), can_subset=False)
 def landed_batch_expectations(
     context: dg.AssetCheckExecutionContext, project: ProjectResource, landed_batch: pd.DataFrame
 ) -> Iterator[dg.AssetCheckResult]:
-    """Runs the Great Expectations suite on one batch; each group of expectations is one check."""
+    """Runs the GX checkpoint of the `gx/` project on one batch; each group of expectations is one check."""
     from ml_assets.lib import validation
 
     params = project.params()
-    suite_path = project.path(params.validation.suite_path)
-    batch = context.partition_key
-    if not suite_path.is_file():
-        suite = validation.infer_suite(
-            landed_batch,
-            name=suite_path.stem,
-            target=params.data.target,
-            id_columns=params.data.id_columns,
-            feature_types=params.data.feature_types,
-            min_rows=params.validation.min_rows,
-            max_null_fraction=params.validation.max_null_fraction,
-            max_duplicate_fraction=params.validation.max_duplicate_fraction,
-            min_classes=params.validation.min_classes,
-        )
-        validation.save_suite(suite, suite_path)
+    batch, suite_path = context.partition_key, params.validation.suite_path
+    spec = validation.InferenceSpec.from_params(params)
+    report = validation.validate_batch(
+        landed_batch,
+        root=project.path("."),
+        suite_path=suite_path,
+        batch_name=batch,
+        spec=spec,
+        labelled=params.data.target in landed_batch.columns,  # scoring data: judged without its target
+    )
+    if report.inferred:
         context.log.warning(
-            f"no suite at `{suite_path}`: inferred one from batch `{batch}`; review it and commit it to git"
+            f"batch `{batch}`: no suite at `{suite_path}`: inferred one from this batch; "
+            + (
+                "its columns, dtypes, ranges and domains were not judged on it. Review the suite and commit it."
+                if report.kept
+                else "the batch failed what could be judged, so the suite was not kept; the next batch infers again."
+            )
         )
-    report = validation.validate_batch(landed_batch, validation.load_suite(suite_path), batch_name=batch)
-    report_path = project.path("data/reports/validation") / f"{batch}.html"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(report.to_html())
-    for check, outcomes in report.by_check().items():
-        failed = [o for o in outcomes if not o.success]
-        summary = "; ".join(
-            f"`{o.expectation}`" + (f" on `{o.column}`" if o.column else "") + f": observed {o.observed}"
-            for o in failed[:5]
+    link = project.data_docs_link(report.page)
+    for verdict in report.verdicts.values():
+        yield _check_result(verdict, batch=batch, link=link)
+
+
+def _check_result(verdict: CheckVerdict, *, batch: str, link: str) -> dg.AssetCheckResult:
+    """One category's verdict as a check result, linking the Data Docs page of the validation."""
+    failed, n = verdict.failures(), len(verdict.outcomes)
+    summary = "; ".join(
+        f"`{o.expectation}`" + (f" on `{o.column}`" if o.column else "") + f": observed {o.observed}"
+        for o in failed[:5]
+    )
+    description = {
+        "passed": f"batch `{batch}`: all {n} expectations passed",
+        "failed": f"batch `{batch}`: {len(failed)} of {n} expectations failed: {summary}. The batch is kept out of "
+        "the training snapshot; the champion is unchanged. Fix the file and land it again.",
+        "not_judged": f"batch `{batch}`: not judged: these {n} expectations were inferred from this batch; "
+        "review `gx/expectations/` and commit it",
+        "skipped": f"batch `{batch}`: skipped: the batch has no labels",
+    }[verdict.status]
+    columns = ("expectation", "column", "expected", "observed", "success")
+    records = [
+        dg.TableRecord(
+            {"expectation": o.expectation, "column": o.column or "", "expected": o.expected}
+            | {"observed": str(o.observed), "success": bool(o.success)}
         )
-        yield dg.AssetCheckResult(
-            check_name=check,
-            passed=not failed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=(
-                f"batch `{batch}`: {len(failed)} of {len(outcomes)} expectations failed: {summary}. "
-                "The batch is kept out of the training snapshot; the champion is unchanged. "
-                "Fix the file and land it again."
-                if failed
-                else f"batch `{batch}`: all {len(outcomes)} expectations passed"
-            ),
-            metadata={
-                "expectations": dg.MetadataValue.table(
-                    records=[
-                        dg.TableRecord(
-                            {
-                                "expectation": o.expectation,
-                                "column": o.column or "",
-                                "expected": str(o.expected),
-                                "observed": str(o.observed),
-                                "success": bool(o.success),
-                            }
-                        )
-                        for o in outcomes
-                    ],
-                    schema=dg.TableSchema(
-                        columns=[
-                            dg.TableColumn("expectation", "string"),
-                            dg.TableColumn("column", "string"),
-                            dg.TableColumn("expected", "string"),
-                            dg.TableColumn("observed", "string"),
-                            dg.TableColumn("success", "bool"),
-                        ]
-                    ),
-                ),
-                "failed": len(failed),
-                "evaluated": len(outcomes),
-                "report": dg.MetadataValue.path(str(report_path)),
-            },
-        )
+        for o in verdict.outcomes
+    ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, "bool" if c == "success" else "string") for c in columns])
+    metadata: dict[str, Any] = {
+        "status": verdict.status,
+        "failed": len(failed),
+        "evaluated": n,
+        "expectations": dg.MetadataValue.table(records=records, schema=schema),
+        "data_docs": dg.MetadataValue.url(link),
+    }
+    return dg.AssetCheckResult(
+        check_name=verdict.check,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata=metadata,
+    )
 
 
 @dg.asset(
@@ -205,6 +223,9 @@ def validated_batch(
             "path": dg.MetadataValue.path(str(out)),
             "source_md5": md5,
             "dagster/row_count": len(landed_batch),
+            "labelled_rows": int(landed_batch[target].notna().sum())
+            if (target := project.params().data.target) in landed_batch
+            else 0,
             "dagster/column_schema": _schema(landed_batch),
         }
     )
@@ -232,7 +253,7 @@ def training_snapshot(context: dg.AssetExecutionContext, project: ProjectResourc
 
     params = project.params()
     out = project.path(params.data.snapshot_path)
-    snapshot = snapshot_lib.build_snapshot(project.path(params.data.validated_dir), out)
+    snapshot = snapshot_lib.build_snapshot(project.path(params.data.validated_dir), out, target=params.data.target)
     store = project.dvc()
     md5 = store.commit_stage("training_snapshot")[params.data.snapshot_path]
     pushed = store.push("training_snapshot")

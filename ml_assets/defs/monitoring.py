@@ -7,7 +7,7 @@ by `live_rollback_job`, which the retrain sensor starts.
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
@@ -17,6 +17,9 @@ from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.registry import history_metadata
 from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 from ml_assets.lib.alerts import Alert
+
+if TYPE_CHECKING:
+    from ml_assets.lib.drift import DriftReport
 
 
 def _champion_reference(project: ProjectResource, md5: str) -> pd.DataFrame:
@@ -36,10 +39,11 @@ def _champion_reference(project: ProjectResource, md5: str) -> pd.DataFrame:
     code_version=code_version("1", "drift", "data.feature_types"),
     retry_policy=RETRY,
     automation_condition=dg.AutomationCondition.eager(),
+    output_required=False,
 )
 def batch_drift(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource, landed_batch: pd.DataFrame
-) -> dg.Output[dict[str, Any]]:
+) -> Iterator[dg.Output[dict[str, Any]]]:
     """Per-feature drift of this batch against the champion's training data (PSI with KS or chi-square tests).
 
     The dataset-level rule corrects for testing many features at once and needs a minimum sample;
@@ -51,11 +55,9 @@ def batch_drift(
 
     params = project.params()
     champion = tracking.alias_version(mlflow.client(), params.registry.model_name, tracking.CHAMPION)
-    if champion is None:
+    if champion is None:  # nothing to compare with: no materialization, no green
         context.log.info(f"batch `{context.partition_key}`: no champion yet, nothing to drift from")
-        return dg.Output(
-            {"status": "no_champion", "drifted": False}, metadata={"status": "no_champion", "drifted": False}
-        )
+        return
     reference_md5 = champion.tags["dvc.snapshot_md5"]
     reference = _champion_reference(project, reference_md5)
     spec = infer_feature_spec(
@@ -85,15 +87,26 @@ def batch_drift(
         "report": dg.MetadataValue.json(report.to_dict()),
     }
     if records:
-        metadata["features"] = dg.MetadataValue.table(
-            records=[
-                dg.TableRecord({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}) for r in records
-            ]
-        )
+        metadata["features"] = _feature_table(report)
         metadata["chart"] = dg.MetadataValue.md(
             plots.as_markdown_image(plots.drift_png(records, psi_threshold=drift.psi_threshold), alt="drift")
         )
-    return dg.Output(report.to_dict(), metadata=metadata)
+    yield dg.Output(report.to_dict(), metadata=metadata)
+
+
+def _feature_table(report: "DriftReport") -> dg.TableMetadataValue:
+    """One row per feature; p-values as the text the summary prints ("9.1e-33", not a rounded 0)."""
+    from ml_assets.lib.drift import format_p_value
+
+    columns = {"feature": "string", "psi": "float", "p_value": "string", "adj_p_value": "string", "drifted": "bool"}
+    rows = [
+        dg.TableRecord(
+            {"feature": f.feature, "psi": round(f.psi, 3), "p_value": format_p_value(f.p_value)}
+            | {"adj_p_value": format_p_value(f.adjusted_p_value), "drifted": f.drifted}
+        )
+        for f in report.features
+    ]
+    return dg.MetadataValue.table(rows, schema=dg.TableSchema([dg.TableColumn(c, t) for c, t in columns.items()]))
 
 
 @dg.asset(

@@ -36,6 +36,9 @@ class RollbackConfig(_PersonConfig):
     """Move `champion` back to an earlier version; the current one is tagged rolled back."""
 
     to_version: int = Field(description="The version that becomes champion again.")
+    expected_champion: int | None = Field(
+        default=None, description="Roll back only if `champion` still points here (empty: whatever it points at)."
+    )
 
 
 class PinConfig(_PersonConfig):
@@ -107,7 +110,9 @@ def roll_back_to(
             client,
             name,
             to_version=str(config.to_version),
-            expected=tracking.read_aliases(client, name).get(tracking.CHAMPION),
+            expected=str(config.expected_champion)
+            if config.expected_champion is not None
+            else tracking.read_aliases(client, name).get(tracking.CHAMPION),
             action="rollback",
             reason=config.reason,
             actor=actor,

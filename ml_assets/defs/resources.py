@@ -8,7 +8,7 @@ import dagster as dg
 
 from ml_assets.lib.config import Params, load_params
 from ml_assets.lib.dvc_store import DvcStore
-from ml_assets.lib.settings import Locations, resolve_locations
+from ml_assets.lib.settings import Locations, check_endpoint, resolve_locations
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 class ProjectResource(dg.ConfigurableResource):
     """The project checkout: `params.yaml`, the data folders and the DVC store.
 
-    Unset fields fall back to `ML_ASSETS_ROOT` and `ML_ASSETS_DVC_REMOTE`, then to repo-local
-    defaults, so `dagster dev` from the repository root needs no configuration.
+    Unset fields fall back to `ML_ASSETS_ROOT`, `ML_ASSETS_DVC_REMOTE` and `ML_ASSETS_DATA_DOCS_URL`,
+    then to repo-local defaults, so `dagster dev` from the repository root needs no configuration.
     """
 
     root: str | None = None
     dvc_remote: str | None = None
+    data_docs_url: str | None = None
 
     @property
     def locations(self) -> Locations:
@@ -39,9 +40,19 @@ class ProjectResource(dg.ConfigurableResource):
         """A path from `params.yaml`, made absolute against the project root."""
         return self.locations.root / relative
 
+    def data_docs_link(self, page: str) -> str:
+        """A link to a GX Data Docs page; `validation.data_docs_dir(root)` is what that URL serves."""
+        from ml_assets.lib.validation import data_docs_url
+
+        base = self.data_docs_url or os.environ.get("ML_ASSETS_DATA_DOCS_URL") or "http://127.0.0.1:3002/"
+        return data_docs_url(base, page)
+
     def dvc(self) -> DvcStore:
         """The DVC store, initialized and pointed at the configured remote."""
-        store = DvcStore(root=self.locations.root, remote_url=self.locations.dvc_remote)
+        locations = self.locations
+        if locations.dvc_endpoint_url:
+            check_endpoint(locations.dvc_endpoint_url, variable="ML_ASSETS_DVC_ENDPOINT_URL")
+        store = DvcStore(root=locations.root, remote_url=locations.dvc_remote, endpoint_url=locations.dvc_endpoint_url)
         store.ensure_ready()
         return store
 
@@ -73,6 +84,7 @@ class MlflowResource(dg.ConfigurableResource):
         from mlflow import MlflowClient
 
         uri = self.uri
+        check_endpoint(uri, variable="MLFLOW_TRACKING_URI")  # a clear error instead of MLflow's retries
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -26,10 +26,11 @@ from ml_assets.defs.ingestion import BATCH_CHECKS, LANDING_PARTITIONS, landing_b
 from ml_assets.defs.jobs import TRIGGER_TAG, ingest_batch_job, training_job
 from ml_assets.defs.ledger import read_ledger
 from ml_assets.defs.monitoring import live_rollback_job
+from ml_assets.defs.operations import rollback_champion
 from ml_assets.defs.resources import AlertResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 from ml_assets.lib.drift import DriftReport
-from ml_assets.lib.landing import LandingState, list_landing, scan
+from ml_assets.lib.landing import LandingState, batch_version, find_landed_file, label_files, list_landing, scan
 from ml_assets.lib.retrain import Degradation, decide_retrain, decide_scheduled_retrain
 from ml_assets.lib.snapshot import validated_fingerprint
 
@@ -92,17 +93,22 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     instance = context.instance
     ledger = {e.batch: e for e in read_ledger(instance, BATCH_CHECKS)}
     busy = {r.tags.get("dagster/partition") for r in _in_flight(instance)}
-    requests = [
-        dg.RunRequest(
-            run_key=f"batch:{batch.md5}",
-            partition_key=batch.key,
-            tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": batch.md5, "ml_assets/file": batch.name[:200]},
+    requests: list[dg.RunRequest] = []
+    for key, name in {b.key: b.name for b in found.new}.items():  # a batch and its labels: one run
+        batch_file = find_landed_file(landing, key)
+        if batch_file is None:
+            continue
+        version = batch_version(batch_file, label_files(landing, batch_file))
+        done = ledger.get(key)
+        if done is not None and done.landed_md5 == version and done.status != "pending":
+            continue  # `make run` or a person already settled these bytes
+        requests.append(
+            dg.RunRequest(
+                run_key=f"batch:{version}",
+                partition_key=key,
+                tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": version, "ml_assets/file": name[:200]},
+            )
         )
-        for batch in found.new
-        if not (
-            batch.key in ledger and ledger[batch.key].landed_md5 == batch.md5 and ledger[batch.key].status != "pending"
-        )
-    ]
     requested = {r.partition_key for r in requests}
     gave_up = []
     for entry in ledger.values():  # a validation that never finished (a crash, a killed run): again
@@ -206,7 +212,9 @@ def _read_events(cursor: RetrainCursor, instance: dg.DagsterInstance) -> None:
             batch, md5 = record.partition_key or "", str(metadata.get("source_md5", storage_id))
             if cursor.counted.get(batch) != md5:  # a re-validated unchanged batch is not new data
                 cursor.counted[batch] = md5
-                rows = int(metadata.get("dagster/row_count", 0))
+                rows = int(
+                    metadata.get("labelled_rows", metadata.get("dagster/row_count", 0))
+                )  # scoring rows train nothing
                 cursor.rows_pending += rows
                 if cursor.degradation:
                     cursor.degradation["rows_since_attempt"] += rows
@@ -310,6 +318,7 @@ def retrain_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
         context.log.info(f"retrain ({decision.reason}): {decision.detail}")
         requests.append(
             dg.RunRequest(
+                job_name=training_job.name,
                 run_key=f"retrain:{max(cursor.after.values(), default=0)}:{now.isoformat()}",
                 tags={TRIGGER_TAG: str(decision.reason), "ml_assets/trigger_detail": decision.detail[:400]},
             )
@@ -415,3 +424,40 @@ def tag_run_trigger(context: dg.RunStatusSensorContext) -> None:
         else "manual"
     )
     context.instance.add_run_tags(run.run_id, {TRIGGER_TAG: trigger})
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("rollout"),
+    job=rollback_champion,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=10,
+)
+def canary_rollback(
+    context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
+) -> dg.RunRequest | dg.SkipReason:
+    """When the serving proxy rolls a new champion back (a canary or shadow guardrail), `champion` follows it back.
+
+    The proxy only moves traffic; this sensor asks the one registry writer to move `champion` back
+    to the version the proxy kept serving, and only if `champion` still points at the failed one.
+    """
+    materialization = asset_event.asset_materialization
+    metadata = {k: v.value for k, v in (materialization.metadata if materialization else {}).items()}
+    if metadata.get("verdict") != "rolled_back" or not metadata.get("stable_version"):
+        return dg.SkipReason(f"rollout step `{metadata.get('verdict')}`: nothing for the registry to do")
+    failed, stable = int(metadata["candidate_version"]), int(metadata["stable_version"])
+    return dg.RunRequest(
+        run_key=f"canary_rollback:{failed}:{asset_event.timestamp}",
+        run_config={
+            "ops": {
+                "roll_back_to": {
+                    "config": {
+                        "to_version": stable,
+                        "expected_champion": failed,
+                        "reason": f"serving rolled v{failed} back: {metadata.get('reason', '')}"[:900],
+                        "requested_by": "automation:serving",
+                    }
+                }
+            }
+        },
+        tags={TRIGGER_TAG: "serving_rollback"},
+    )

@@ -68,19 +68,52 @@ class SplitParams:
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """One candidate estimator: a dotted scikit-learn class path and its keyword arguments."""
+    """One estimator family: a dotted scikit-learn class path, its fixed params and its search space.
+
+    `search` maps a param to the values to try; every combination (a grid) is one configuration,
+    `params` fills in the rest. Without `search` the family is the single configuration `params`.
+    """
 
     name: str
     estimator: str
     params: Mapping[str, Any]
+    search: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    max_rows: int | None = None
+
+    def configurations(self) -> list[dict[str, Any]]:
+        """Every configuration of the search space, in grid order (`params` overlaid by each combination)."""
+        from itertools import product
+
+        keys = sorted(self.search)
+        return [
+            {**self.params, **dict(zip(keys, values, strict=True))}
+            for values in product(*(self.search[k] for k in keys))
+        ]
+
+    def with_params(self, params: Mapping[str, Any]) -> CandidateSpec:
+        """The same family pinned to one configuration (no search), e.g. the one a run chose."""
+        return CandidateSpec(name=self.name, estimator=self.estimator, params=dict(params), max_rows=self.max_rows)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """The successive-halving schedule every family's search follows (see `ml_assets/lib/training.py`)."""
+
+    factor: int = 3
+    min_rows: int = 2000
+    max_rows: int | None = None
+    validation_rows: int | None = None
+    budget_seconds: float | None = None
+    n_jobs: int = 1
 
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Candidates to train and the validation metric that picks the best one."""
+    """Estimator families to search, the schedule, and the validation metric that picks the best."""
 
     selection_metric: str
     candidates: tuple[CandidateSpec, ...]
+    search: SearchParams = field(default_factory=SearchParams)
 
     def candidate(self, name: str) -> CandidateSpec:
         """Returns the candidate called `name`.
@@ -389,6 +422,28 @@ def _build(cls: type, raw: Mapping[str, Any], key: str, **overrides: Any) -> Any
         raise ParamsError(f"params.yaml: section `{key}`: {error}") from error
 
 
+def _candidate(name: str, raw: Any) -> CandidateSpec:
+    where = f"params.yaml: `training.candidates.{name}`"
+    if not isinstance(raw, Mapping) or "estimator" not in raw:
+        raise ParamsError(f"{where} must be a mapping with an `estimator` (a dotted scikit-learn class path)")
+    unknown = sorted(set(raw) - {"estimator", "params", "search", "max_rows"})
+    if unknown:
+        raise ParamsError(f"{where}: unknown key(s) {unknown}; allowed: estimator, params, search, max_rows")
+    search = raw.get("search") or {}
+    if not isinstance(search, Mapping) or any(not isinstance(v, list) or not v for v in search.values()):
+        raise ParamsError(f"{where}.search must map each param to a non-empty list of values, e.g. {{C: [0.1, 1.0]}}")
+    max_rows = raw.get("max_rows")
+    if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+        raise ParamsError(f"{where}.max_rows must be a positive number of rows or null")
+    return CandidateSpec(
+        name=name,
+        estimator=raw["estimator"],
+        params=dict(raw.get("params") or {}),
+        search={k: tuple(v) for k, v in search.items()},
+        max_rows=max_rows,
+    )
+
+
 def parse_params(raw: Mapping[str, Any]) -> Params:
     """Validates a parsed `params.yaml` mapping.
 
@@ -406,11 +461,18 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     candidates_raw = training_raw.get("candidates")
     if not isinstance(candidates_raw, Mapping) or not candidates_raw:
         raise ParamsError("params.yaml: `training.candidates` must name at least one estimator")
-    candidates = tuple(
-        CandidateSpec(name=name, estimator=spec["estimator"], params=dict(spec.get("params") or {}))
-        for name, spec in candidates_raw.items()
-    )
-    training = TrainingParams(selection_metric=training_raw["selection_metric"], candidates=candidates)
+    candidates = tuple(_candidate(name, spec) for name, spec in candidates_raw.items())
+    search = _build(SearchParams, training_raw, "search") if "search" in training_raw else SearchParams()
+    if search.factor < 2 or search.min_rows < 1 or (search.max_rows is not None and search.max_rows < search.min_rows):
+        raise ParamsError(
+            "params.yaml: `training.search` needs factor >= 2 and 1 <= min_rows <= max_rows (max_rows may be null)"
+        )
+    unknown = sorted(set(training_raw) - {"selection_metric", "candidates", "search"})
+    if unknown:
+        raise ParamsError(
+            f"params.yaml: unknown key(s) {unknown} in `training`; allowed: candidates, search, selection_metric"
+        )
+    training = TrainingParams(selection_metric=training_raw["selection_metric"], candidates=candidates, search=search)
     if training.selection_metric not in SELECTION_METRICS:
         raise ParamsError(
             f"params.yaml: `training.selection_metric` is `{training.selection_metric}`; "

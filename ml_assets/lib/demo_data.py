@@ -64,7 +64,7 @@ COLUMNS = (
     TARGET,
 )
 
-BAD_BATCH_KINDS = ("null_required", "wrong_dtype", "unknown_category", "missing_target")
+BAD_BATCH_KINDS = ("null_required", "wrong_dtype", "unknown_category", "one_class_target")
 FORMATS = ("csv", "parquet")
 
 TENURE_RANGE = (0, 72)
@@ -215,7 +215,8 @@ def corrupt_batch(df: pd.DataFrame, *, kind: str, seed: int) -> pd.DataFrame:
             `null_required` blanks 40% of `monthly_charges` and 5% of the target;
             `wrong_dtype` turns `monthly_charges` into strings such as "12.5 USD";
             `unknown_category` puts "lifetime", outside the domain, into 15% of `contract`;
-            `missing_target` drops the target column.
+            `one_class_target` labels every row 0, as a broken labelling job would (a batch without
+            the target column is not broken: it is an unlabelled batch).
         seed: Seed for which rows are corrupted.
 
     Returns:
@@ -230,7 +231,7 @@ def corrupt_batch(df: pd.DataFrame, *, kind: str, seed: int) -> pd.DataFrame:
         "null_required": ("monthly_charges", TARGET),
         "wrong_dtype": ("monthly_charges",),
         "unknown_category": ("contract",),
-        "missing_target": (TARGET,),
+        "one_class_target": (TARGET,),
     }[kind]
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -254,8 +255,8 @@ def corrupt_batch(df: pd.DataFrame, *, kind: str, seed: int) -> pd.DataFrame:
     elif kind == "unknown_category":
         out["contract"] = out["contract"].astype(object)
         out.loc[rng.random(n) < 0.15, "contract"] = "lifetime"
-    else:  # missing_target
-        out = out.drop(columns=[TARGET])
+    else:  # one_class_target
+        out[TARGET] = 0
     return out
 
 

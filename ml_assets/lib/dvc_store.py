@@ -25,16 +25,21 @@ class DvcError(RuntimeError):
 
 @dataclass(frozen=True)
 class DvcStore:
-    """A DVC project rooted at `root`, pushing to `remote_url` (a folder, s3://..., and so on)."""
+    """A DVC project rooted at `root`, pushing to `remote_url` (a folder, s3://..., and so on).
+
+    `endpoint_url` points an `s3://` remote at an S3-compatible server (DVC's `endpointurl`).
+    """
 
     root: Path
     remote_url: str
+    endpoint_url: str | None = None
 
     def ensure_ready(self) -> None:
         """Initializes DVC under `root` when needed and points the default remote at `remote_url`.
 
         The remote goes into `.dvc/config.local`, DVC's machine-specific config that git ignores,
-        so a server URL never lands in the repository.
+        so a server URL never lands in the repository (`dvc remote add --local ... ` and
+        `dvc remote modify --local ... endpointurl` write the same).
         """
         from dvc.repo import Repo
 
@@ -50,7 +55,10 @@ class DvcStore:
             url = str((self.root / url).resolve())
         with chdir(self.root), Repo(str(self.root)) as repo, repo.config.edit("local") as config:
             settings: dict = config  # type: ignore[assignment] - DVC's config is a plain dict
-            settings.setdefault("remote", {})[REMOTE_NAME] = {"url": url}
+            remote = {"url": url}
+            if self.endpoint_url:
+                remote["endpointurl"] = self.endpoint_url
+            settings.setdefault("remote", {})[REMOTE_NAME] = remote
             settings.setdefault("core", {})["remote"] = REMOTE_NAME
 
     def commit_stage(self, stage: str) -> dict[str, str]:

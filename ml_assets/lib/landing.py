@@ -13,6 +13,10 @@ that is not a safe partition key (spaces, unicode, more than 100 characters, ...
 
 A batch is identified by the md5 of its bytes: a copy or a `touch` of known content is not new
 data; new content under a known name is a new version of that batch.
+
+Labels that arrive later land as `<batch stem>.labels.csv` (or `.parquet`): the id columns and the
+target. They belong to the batch with that stem; the batch's version is then the md5 of its bytes
+and of its label files together, so the labelled batch is a new version of it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LANDING_SUFFIXES = (".csv", ".parquet", ".pq")
+LABELS_MARK = ".labels"
 SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -39,8 +44,14 @@ class LandedFile:
 
     @property
     def key(self) -> str:
-        """Its partition key."""
+        """Its partition key (for a label file: the key of the batch it labels)."""
         return partition_key(self.name)
+
+    @property
+    def labels_for(self) -> str | None:
+        """The stem of the batch this label file labels, or None for a batch file."""
+        stem = Path(self.name).stem
+        return stem.removesuffix(LABELS_MARK) if stem.endswith(LABELS_MARK) else None
 
 
 @dataclass(frozen=True)
@@ -85,11 +96,28 @@ def list_landing(landing_dir: Path) -> Listing:
 
 
 def find_landed_file(landing_dir: Path, key: str) -> Path | None:
-    """The landed file whose partition key is `key`, or None."""
+    """The landed batch file whose partition key is `key`, or None."""
     for landed in list_landing(landing_dir).files:
-        if landed.key == key:
+        if landed.key == key and landed.labels_for is None:
             return landing_dir / landed.name
     return None
+
+
+def label_files(landing_dir: Path, batch_file: Path) -> list[Path]:
+    """The label files landed for a batch file (`<stem>.labels.csv` / `.parquet`), by name."""
+    return [
+        landing_dir / f.name
+        for f in list_landing(landing_dir).files
+        if f.labels_for is not None and f.labels_for == batch_file.stem
+    ]
+
+
+def batch_version(batch_file: Path, labels: list[Path]) -> str:
+    """The version of a batch: the md5 of its bytes, or with label files the md5 of all their md5s."""
+    md5 = file_md5(batch_file)
+    if not labels:
+        return md5
+    return hashlib.md5("+".join([md5, *(file_md5(p) for p in labels)]).encode()).hexdigest()
 
 
 def incomplete_reason(path: Path, *, size: int, mtime_ns: int, now_ns: int, settle_seconds: float) -> str | None:
@@ -199,7 +227,12 @@ def scan(
     new: list[NewBatch] = []
     waiting: dict[str, str] = {}
     more = 0
+    batches = {Path(f.name).stem: f for f in listing.files if f.labels_for is None}
     for landed in listing.files:
+        labelled = batches.get(landed.labels_for) if landed.labels_for is not None else None
+        if landed.labels_for is not None and labelled is None:
+            waiting[landed.name] = f"labels for batch `{landed.labels_for}`, which has not landed; land it first"
+            continue
         known = files.get(landed.name)
         if known is not None and known[:2] == (landed.size, landed.mtime_ns):
             continue
@@ -220,5 +253,5 @@ def scan(
         if md5 in seen and known is None:
             continue  # a copy of content already taken under another name
         seen.add(md5)
-        new.append(NewBatch(landed.name, landed.key, md5))
+        new.append(NewBatch(landed.name, labelled.key if labelled else landed.key, md5))
     return ScanResult(new=new, waiting=waiting, state=LandingState(files=files, seen_md5=seen), more=more)

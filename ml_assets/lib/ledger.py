@@ -56,7 +56,7 @@ class LedgerReport:
         head = (
             f"{t['landed']} landed rows = {t['validated']} validated + {t['quarantined']} quarantined + "
             f"{t['pending']} pending; snapshot {t['in_snapshot']} rows + {t['duplicates']} exact duplicates "
-            f"= {t['in_snapshot'] + t['duplicates']} validated rows in it"
+            f"+ {t['unlabelled']} unlabelled (scored, not trained on) = {t['validated']} validated rows"
         )
         if self.problems:
             return f"{head}. NOT BALANCED: " + "; ".join(self.problems)
@@ -78,11 +78,16 @@ def reconcile(entries: Sequence[BatchEntry], snapshot: Snapshot) -> LedgerReport
     problems: list[str] = []
     pending: list[str] = []
     rows: list[dict[str, object]] = []
-    totals = dict.fromkeys(("landed", "validated", "quarantined", "pending", "in_snapshot", "duplicates"), 0)
+    totals = dict.fromkeys(
+        ("landed", "validated", "quarantined", "pending", "in_snapshot", "duplicates", "unlabelled"), 0
+    )
     known = {e.batch for e in entries}
     for entry in sorted(entries, key=lambda e: e.batch):
-        kept = snapshot.validated_rows.get(entry.batch)
+        labelled = snapshot.validated_rows.get(entry.batch)
+        waiting = snapshot.unlabelled.get(entry.batch, 0)  # scoring rows: validated, never trained on
+        kept = None if labelled is None and not waiting else (labelled or 0) + waiting
         dropped = snapshot.duplicates_dropped.get(entry.batch, 0)
+        totals["unlabelled"] += waiting
         if entry.status == "validated":
             if kept is None:
                 problems.append(f"`{entry.batch}` passed its checks but is missing from the snapshot")
@@ -96,18 +101,19 @@ def reconcile(entries: Sequence[BatchEntry], snapshot: Snapshot) -> LedgerReport
             pending.append(f"`{entry.batch}` ({entry.landed_rows} rows)")
         totals["landed"] += entry.landed_rows
         totals[entry.status] += entry.landed_rows
-        totals["in_snapshot"] += (kept or 0) - dropped
+        totals["in_snapshot"] += (labelled or 0) - dropped
         totals["duplicates"] += dropped
         rows.append(
             {
                 "batch": entry.batch,
                 "status": entry.status,
                 "landed": entry.landed_rows,
-                "in_snapshot": (kept or 0) - dropped,
+                "in_snapshot": (labelled or 0) - dropped,
+                "unlabelled": waiting,
                 "duplicates": dropped,
                 "detail": entry.detail[:200],
             }
         )
-    for stray in sorted(set(snapshot.validated_rows) - known):
+    for stray in sorted((set(snapshot.validated_rows) | set(snapshot.unlabelled)) - known):
         problems.append(f"`{stray}` is in the snapshot but never landed (a copy placed by hand?)")
     return LedgerReport(rows=rows, totals=totals, problems=problems, pending=pending)

@@ -1,7 +1,8 @@
 """Reproduce a registered model from its recorded data version and params.
 
 The same functions the assets call, in the same order: split the snapshot, fit the preprocessing
-on the training part, train the recorded candidate, score it on the holdout. Everything is seeded
+on the training part, refit the configuration the candidate's search chose on the rows it got,
+score it on the holdout. Everything is seeded
 and fits run on one thread, so the same code gives the same metrics to the last bit.
 """
 
@@ -44,13 +45,26 @@ class MetricComparison:
         return [(k, v, self.reproduced.get(k, float("nan"))) for k, v in sorted(self.recorded.items())]
 
 
-def retrain(snapshot: pd.DataFrame, params: Params, *, candidate: str) -> Reproduction:
-    """Trains candidate `candidate` on `snapshot` exactly as the graph does.
+def retrain(
+    snapshot: pd.DataFrame,
+    params: Params,
+    *,
+    candidate: str,
+    config: Mapping[str, Any] | None = None,
+    rows: int | None = None,
+) -> Reproduction:
+    """Refits the configuration the search chose for `candidate` on `snapshot`, exactly as the graph did.
+
+    The search itself is not rerun: its winner's configuration and rows were recorded on the
+    MLflow run, and the search's last fit is `train_candidate` with them.
 
     Args:
         snapshot: The training snapshot the model was trained on.
         params: The params recorded with the model.
         candidate: The candidate's name in `params.training.candidates`.
+        config: The chosen configuration (the run's `ml_assets.config` tag); None for the
+            family's fixed `params` (runs from before the search).
+        rows: The rows it was fit on (the run's `ml_assets.rows_fit` tag); None for all.
 
     Returns:
         The model and its metrics on the holdout part.
@@ -68,12 +82,14 @@ def retrain(snapshot: pd.DataFrame, params: Params, *, candidate: str) -> Reprod
         id_columns=data.id_columns,
     )
     preprocessor = fit_preprocessor(split.train, spec)
+    family = params.training.candidate(candidate)
     model = train_candidate(
         split.train,
         preprocessor=preprocessor,
-        spec=params.training.candidate(candidate),
+        spec=family.with_params(config if config is not None else family.params),
         features=spec,
         seed=params.split.seed,
+        rows=rows,
     )
     return Reproduction(model=model, metrics=score_model(model, split.test, features=spec.features, target=data.target))
 

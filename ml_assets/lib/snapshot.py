@@ -113,6 +113,47 @@ def read_landed_batch(path: Path) -> pd.DataFrame:
     raise ValueError(f"batch `{path.name}`: unsupported file type `{suffix}`; land .csv or .parquet files")
 
 
+def apply_labels(
+    batch: pd.DataFrame, labels: pd.DataFrame, *, id_columns: Sequence[str], target: str, name: str
+) -> pd.DataFrame:
+    """Joins late labels onto a batch by its id columns; a label overrides a missing target, never a present one.
+
+    Args:
+        batch: The landed rows.
+        labels: Rows of the id columns and the target (one or more label files, concatenated).
+        id_columns: The columns that identify a row (`data.id_columns`).
+        target: The label column.
+        name: The label file(s), for messages.
+
+    Returns:
+        The batch with its target filled where a label matched.
+
+    Raises:
+        ValueError: The labels lack a column, repeat an id with two labels, or match no row.
+    """
+    keys = [c for c in id_columns if c in batch.columns]
+    missing = sorted({*keys, target} - set(labels.columns))
+    if not keys or missing:
+        raise ValueError(
+            f"label file `{name}` needs the id columns {list(id_columns)} and `{target}` (missing: {missing or keys}); "
+            "it was not applied"
+        )
+    labels = pd.DataFrame(labels.loc[:, [*keys, target]]).drop_duplicates()
+    if labels.duplicated(subset=keys).any():
+        raise ValueError(f"label file `{name}` gives two labels for the same id; it was not applied")
+    joined = batch.merge(labels, on=keys, how="left", suffixes=("", "__label"), validate="many_to_one")
+    late = f"{target}__label" if target in batch.columns else target
+    matched = int(joined[late].notna().sum())
+    if matched == 0:
+        raise ValueError(
+            f"label file `{name}` matches no row of the batch on {keys}; it was not applied. "
+            "Check the ids, or land the batch again with its labels"
+        )
+    if late != target:
+        joined[target] = joined[target].combine_first(joined.pop(late))
+    return joined
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The union of the validated batches and its books.
@@ -128,22 +169,34 @@ class Snapshot:
     validated_rows: dict[str, int]
     duplicates_dropped: dict[str, int]
     source_md5: dict[str, str | None] = field(default_factory=dict)
+    unlabelled: dict[str, int] = field(default_factory=dict)
 
 
-def union_batches(frames: dict[str, pd.DataFrame]) -> Snapshot:
+def union_batches(frames: dict[str, pd.DataFrame], *, target: str | None = None) -> Snapshot:
     """Concatenates validated batches in name order, tagging each row with its batch.
 
     Rows that repeat an earlier row exactly (the same data landed twice) are kept once, and
-    counted per batch in `duplicates_dropped`, so every validated row is accounted for.
+    counted per batch in `duplicates_dropped`, so every validated row is accounted for. Rows
+    without a label (scoring data whose labels have not arrived) never enter training; they are
+    counted per batch in `unlabelled`.
 
     Args:
         frames: Batch name -> its validated rows.
+        target: The label column; when given, unlabelled rows are left out.
 
     Returns:
         The snapshot and its books.
     """
+    unlabelled: dict[str, int] = {}
+    if target is not None:
+        for name, frame in list(frames.items()):
+            labelled = frame.loc[frame[target].notna()] if target in frame else frame.iloc[0:0]
+            if len(labelled) < len(frame):
+                unlabelled[name] = len(frame) - len(labelled)
+            frames = {**frames, name: labelled}
+        frames = {k: v for k, v in frames.items() if len(v)}
     if not frames:
-        raise ValueError("no validated batches: land a file and let its checks pass before building the snapshot")
+        raise ValueError("no labelled validated batches: land a file with its labels and let its checks pass first")
     parts = [frame.assign(**{BATCH_COLUMN: name}) for name, frame in sorted(frames.items())]
     union = pd.concat(parts, ignore_index=True)
     repeated = union.duplicated(subset=[c for c in union.columns if c != BATCH_COLUMN], keep="first")
@@ -152,22 +205,24 @@ def union_batches(frames: dict[str, pd.DataFrame]) -> Snapshot:
         frame=union.loc[~repeated].reset_index(drop=True),
         validated_rows={name: len(frame) for name, frame in sorted(frames.items())},
         duplicates_dropped={name: int(dropped.get(name, 0)) for name in sorted(frames)},
+        unlabelled=unlabelled,
     )
 
 
-def build_snapshot(validated_dir: Path, out: Path) -> Snapshot:
+def build_snapshot(validated_dir: Path, out: Path, *, target: str | None = None) -> Snapshot:
     """Reads every validated batch, unions them and writes the snapshot Parquet.
 
     Args:
         validated_dir: Folder of `<batch>.parquet` files.
         out: Where to write the snapshot.
+        target: The label column: unlabelled rows stay out.
 
     Returns:
         The snapshot and its books.
     """
     paths = sorted(validated_dir.glob("*.parquet"))
     snapshot = replace(
-        union_batches({p.name.removesuffix(".parquet"): pd.read_parquet(p) for p in paths}),
+        union_batches({p.name.removesuffix(".parquet"): pd.read_parquet(p) for p in paths}, target=target),
         source_md5={p.name.removesuffix(".parquet"): validated_source_md5(p) for p in paths},
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,8 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--validated", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
-    snapshot = build_snapshot(args.validated, args.out)
+    from ml_assets.lib.config import load_params
+
+    snapshot = build_snapshot(args.validated, args.out, target=load_params(args.params).data.target)
     print(f"wrote {len(snapshot.frame)} rows to {args.out}")
     return 0
 

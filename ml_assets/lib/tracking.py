@@ -248,15 +248,25 @@ def register_version(
     tags: Mapping[str, str],
     description: str,
 ) -> ModelVersion:
-    """Registers a logged model as a new version of `model_name` with lineage tags."""
+    """Registers a logged model as a new version of `model_name` with lineage tags.
+
+    A `models:/m-...` URI (MLflow 3's logged model) is registered with its `model_id`: a tracking
+    server rejects that source without it (the SQLite store does not check).
+    """
     from mlflow.exceptions import MlflowException
 
     with contextlib.suppress(MlflowException):  # it already exists
         client.create_registered_model(
             model_name, description="Managed by ml_assets; `champion` is the production alias."
         )
+    logged_model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     return client.create_model_version(
-        model_name, source=model_uri, run_id=run_id, tags=dict(tags), description=description
+        model_name,
+        source=model_uri,
+        run_id=run_id,
+        tags=dict(tags),
+        description=description,
+        model_id=logged_model_id,
     )
 
 

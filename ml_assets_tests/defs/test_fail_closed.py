@@ -232,3 +232,56 @@ def test_materialize_all_again_counts_no_unchanged_batch_as_new_data(trained: Pr
         materialize(trained, dg.AssetSelection.assets("landed_batch", "validated_batch"), partition_key=name)
     again = tick(retrain_sensor, trained, cursor=settled.cursor)
     assert again.run_requests == [] and again.skip_reason.skip_message.startswith("0 new validated rows")
+
+
+def test_a_canary_rolled_back_by_serving_moves_champion_back_only_if_it_still_points_there(trained: Project):
+    from ml_assets.defs.sensors import canary_rollback
+
+    client = trained.mlflow_client()
+    v1 = client.get_model_version(MODEL, "1")
+    v2 = tracking.register_version(
+        client, model_name=MODEL, model_uri=v1.source, run_id=v1.run_id, tags={}, description=""
+    )
+    promotion.move_champion(
+        client,
+        MODEL,
+        to_version=str(v2.version),
+        expected="1",
+        action="approve",
+        reason="t",
+        actor="t",
+        run_id="r",
+        now=promotion_now(),
+        automated=False,
+    )
+
+    def report_rollback() -> dg.RunRequest:
+        trained.instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "rollout",
+                metadata={"verdict": "rolled_back", "candidate_version": 2, "stable_version": 1, "reason": "5xx 30%"},
+            )
+        )
+        context = dg.build_sensor_context(instance=trained.instance, resources=trained.resources())
+        [request] = canary_rollback.evaluate_tick(context).run_requests or []
+        return request
+
+    def run(request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        return defs.resolve_job_def("rollback_champion").execute_in_process(
+            run_config=request.run_config,
+            instance=trained.instance,
+            resources=trained.resources(),
+            raise_on_error=False,
+        )
+
+    request = report_rollback()
+    assert run(request).success and aliases(trained)[tracking.CHAMPION] == "1"
+    assert promotion.ROLLED_BACK_TAG in client.get_model_version(MODEL, "2").tags
+    stale = run(request)  # champion is no longer v2: the same request changes nothing
+    assert not stale.success and aliases(trained)[tracking.CHAMPION] == "1"
+
+
+def promotion_now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

@@ -44,7 +44,7 @@ def test_first_run_promotes_a_champion_with_lineage(trained: Project):
         ("null_required", "null_limits"),
         ("wrong_dtype", "columns_and_dtypes"),
         ("unknown_category", "categorical_domains"),
-        ("missing_target", "target"),
+        ("one_class_target", "target"),
     ],
 )
 def test_bad_batch_is_kept_out_and_the_champion_stays(trained: Project, kind: str, expected_check: str):

@@ -44,7 +44,7 @@ def test_concept_drift_degrades_the_champion_which_stays_on_the_books(trained: P
     assert any("v1 degraded" in a["title"] and "force a rollback or pin" in a["detail"] for a in received)
 
     after = tick(retrain_sensor, trained, cursor=before.cursor)
-    by_job = {r.job_name or "training_job": r for r in after.run_requests}
+    by_job = {r.job_name: r for r in after.run_requests}
     assert set(by_job) == {"live_rollback_job", "training_job"}
     assert by_job["training_job"].tags["ml_assets/trigger"] == "performance"
     assert run_rollback(trained, by_job["live_rollback_job"]) == {}  # v1 has no earlier version: nothing moves

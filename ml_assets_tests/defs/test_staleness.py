@@ -60,12 +60,26 @@ def baseline() -> dict[str, str]:
             lambda r: r["training"]["candidates"]["random_forest"]["params"].update(n_estimators=50),
             ["candidate_random_forest", "trained_model", "model_evaluation", "registered_model", "champion_model"],
         ),
-        (lambda r: r["training"].update(selection_metric="f1"), TRAINING_SIDE[5:]),
+        (lambda r: r["training"].update(selection_metric="f1"), TRAINING_SIDE[2:]),  # it ranks inside each search
+        (lambda r: r["training"]["search"].update(factor=2), TRAINING_SIDE[2:]),
+        (
+            lambda r: r["training"]["candidates"]["logistic_regression"]["search"].update(C=[1.0]),
+            ["candidate_logistic_regression", *TRAINING_SIDE[5:]],
+        ),
         (lambda r: r["gates"].update(bootstrap_samples=100), TRAINING_SIDE[6:]),
         (lambda r: r["drift"].update(alpha=0.01), ["batch_drift"]),
         (lambda r: r["gates"].update(min_f1=0.1), []),  # a threshold only changes a check's verdict
     ],
-    ids=["split", "one_candidate", "selection_metric", "bootstrap", "drift", "gate_threshold"],
+    ids=[
+        "split",
+        "one_candidate",
+        "selection_metric",
+        "search_schedule",
+        "search_space",
+        "bootstrap",
+        "drift",
+        "gate_threshold",
+    ],
 )
 def test_param_edit_makes_exactly_its_descendants_stale(tmp_path: Path, baseline: dict[str, str], change, stale):
     after = code_versions(with_params(tmp_path, change))

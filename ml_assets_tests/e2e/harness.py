@@ -1,7 +1,9 @@
-"""Starts the real processes `dagster dev` runs (webserver, daemon, code server) on a temp home."""
+"""Starts the real processes: `dagster dev` on a temp home, and the profiles of `make dev` / `make dev-scale`."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -61,7 +63,7 @@ class DevServer:
 def dagster_dev(project: Project, home: Path) -> Iterator[DevServer]:
     """Runs `dagster dev` for the project on a free port; stops the whole process group afterwards."""
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
     env = {
         **os.environ,
@@ -105,3 +107,153 @@ def dagster_dev(project: Project, home: Path) -> Iterator[DevServer]:
             process.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+# -- `make dev` / `make dev-scale`: the supervisor in ml_assets/devserver.py ---------------------------------------
+
+
+def free_ports(*names: str) -> dict[str, int]:
+    """A distinct free port on 127.0.0.1 for each name."""
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
+    return ports
+
+
+def profile_processes(state: Path) -> list[int]:
+    """Every live process started by the profile whose state folder is `state` (see `MARKER`)."""
+    from ml_assets.devserver import marked_processes
+
+    return marked_processes(state)
+
+
+@dataclass
+class Profile:
+    """A running profile: the command a person typed (own process group), its state folder and `ready.json`."""
+
+    process: subprocess.Popen[bytes]
+    state: Path
+    log: Path
+    ready: dict[str, Any]
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return self.ready["urls"]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.ready["env"]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return self.ready["pids"]
+
+    def interrupt(self, *, within: float = 10.0) -> float:
+        """Ctrl-C: SIGINT to the command's process group; the seconds until every process of it is gone.
+
+        Fails naming the survivors (the command's group and every process the profile started,
+        whatever its group) when any is left after `within` seconds.
+        """
+        started = time.monotonic()
+        os.killpg(self.process.pid, signal.SIGINT)
+        while time.monotonic() - started < within:
+            if (
+                self.process.poll() is not None
+                and not _group_alive(self.process.pid)
+                and not profile_processes(self.state)
+            ):
+                return time.monotonic() - started
+            time.sleep(0.1)
+        survivors = [_describe(pid) for pid in profile_processes(self.state)]
+        raise AssertionError(f"still running {within:.0f} s after SIGINT: {survivors or 'the command itself'}")
+
+
+def _group_alive(pgid: int) -> bool:
+    from ml_assets.devserver import group_alive
+
+    return group_alive(pgid)
+
+
+def _describe(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        return f"{pid} {command[:120]}"
+    except OSError:
+        return str(pid)
+
+
+@contextmanager
+def devserver(
+    command: list[str], *, state: Path, env: dict[str, str], cwd: Path, timeout: float = 420
+) -> Iterator[Profile]:
+    """Runs `command` (`make dev`, or `python -m ml_assets.devserver ...`) in its own process group, as a
+    person's terminal would, until its `ready.json` appears; stops it (and anything it left) afterwards."""
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "ready.json").unlink(missing_ok=True)
+    log = state.parent / f"{state.name}_command.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready() -> dict[str, Any] | None:
+        if process.poll() is not None:
+            raise AssertionError(f"`{' '.join(command)}` exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        path = state / "ready.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    profile = None
+    try:
+        profile = Profile(
+            process=process, state=state, log=log, ready=wait_for("the profile", ready, timeout=timeout, every=1)
+        )
+        yield profile
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(AssertionError, ProcessLookupError):
+                (profile or Profile(process, state, log, {})).interrupt(within=20)
+        for pid in profile_processes(state):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def graphql(url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Asks the webserver's GraphQL API (what the UI itself uses)."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{url}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    assert "errors" not in answer, answer
+    return answer["data"]
+
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+def launch_job(url: str, job: str, *, tags: dict[str, str] | None = None, location: str = "ml_assets") -> str:
+    """Launches `job` as the UI's Launch button does; returns the run id."""
+    params = {
+        "selector": {"repositoryLocationName": location, "repositoryName": "__repository__", "pipelineName": job},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+    }
+    answer = graphql(url, LAUNCH, {"params": params})["launchPipelineExecution"]
+    assert answer["__typename"] == "LaunchRunSuccess", answer
+    return answer["run"]["runId"]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_run_makes_a_champion_then_changes_nothing(tmp_path: Path):
     root = tmp_path / "repo"
     root.mkdir()
-    for name in ("params.yaml", "dvc.yaml", "dagster.yaml"):
+    for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "gx", root / "gx")
     raw = yaml.safe_load((root / "params.yaml").read_text())
@@ -27,7 +27,7 @@ def test_run_makes_a_champion_then_changes_nothing(tmp_path: Path):
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

@@ -31,7 +31,7 @@ def project_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
     return root, {
         **os.environ,
         "DAGSTER_HOME": str(home),

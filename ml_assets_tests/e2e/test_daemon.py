@@ -64,7 +64,7 @@ def test_sensors_validate_new_batches_and_retrain_only_when_needed(project: Proj
         }
         graph = defs.resolve_asset_graph()
         assert set(served) == {k.to_user_string() for k in graph.get_all_asset_keys()}
-        checks = {spec.name for c in defs.asset_checks or [] for spec in c.check_specs}
+        checks = {key.name for key in graph.asset_check_keys}
         assert set().union(*served.values()) == checks
         [location] = graphql(dev.url, LOCATIONS)["workspaceOrError"]["locationEntries"]
         [repository] = location["locationOrLoadError"]["repositories"]

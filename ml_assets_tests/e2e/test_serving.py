@@ -151,7 +151,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> I
     root.mkdir()
     home.mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "embedded" / "dagster.yaml", home / "dagster.yaml")
     (root / ".mlflow").mkdir()
     shutil.copy(mlflow_template, root / ".mlflow" / "mlflow.db")
     tracking_uri = f"sqlite:///{root / '.mlflow' / 'mlflow.db'}"

@@ -54,7 +54,7 @@ def test_union_keeps_each_row_once_in_name_order():
     assert snap.frame["a"].tolist() == [1, 2, 3]
     assert snap.frame["_batch"].tolist() == ["b1", "b1", "b2"]
     assert snap.validated_rows == {"b1": 2, "b2": 2} and snap.duplicates_dropped == {"b1": 0, "b2": 1}
-    with pytest.raises(ValueError, match="no validated batches"):
+    with pytest.raises(ValueError, match="no labelled validated batches"):
         S.union_batches({})
 
 

@@ -160,10 +160,10 @@ def test_corrupt_unknown_category(good: pd.DataFrame) -> None:
     assert 0.05 < (bad["contract"] == "lifetime").mean() < 0.25
 
 
-def test_corrupt_missing_target(good: pd.DataFrame) -> None:
-    bad = dd.corrupt_batch(good, kind="missing_target", seed=1)
-    assert dd.TARGET not in bad.columns
-    assert list(bad.columns) == [c for c in dd.COLUMNS if c != dd.TARGET]
+def test_corrupt_one_class_target(good: pd.DataFrame) -> None:
+    bad = dd.corrupt_batch(good, kind="one_class_target", seed=1)
+    assert set(bad[dd.TARGET]) == {0}
+    assert list(bad.columns) == list(dd.COLUMNS)
 
 
 @pytest.mark.parametrize("kind", dd.BAD_BATCH_KINDS)
@@ -227,9 +227,9 @@ def test_write_demo_batches_parquet_drift_and_bad(tmp_path: Path) -> None:
         n_rows=50, seed=dd._derive_seed(7, 0), batch_date=DAY, covariate_drift=1.0
     )  # the documented (seed, index) derivation
     pd.testing.assert_frame_equal(pd.read_parquet(path), expected)
-    (bad,) = dd.write_demo_batches(tmp_path, batches=1, rows_per_batch=50, seed=7, start_date=DAY, bad="missing_target")
+    (bad,) = dd.write_demo_batches(tmp_path, batches=1, rows_per_batch=50, seed=7, start_date=DAY, bad="one_class_target")
     assert bad.name == "batch_2026-11-02.csv"
-    assert dd.TARGET not in pd.read_csv(bad).columns
+    assert set(pd.read_csv(bad)[dd.TARGET]) == {0}
 
 
 @pytest.mark.parametrize(

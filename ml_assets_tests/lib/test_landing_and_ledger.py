@@ -114,6 +114,7 @@ def test_ledger_balances_and_names_the_rows_it_cannot_account_for():
         "pending": 5,
         "in_snapshot": 4,
         "duplicates": 1,
+        "unlabelled": 0,
     }
     assert "17 landed rows = 5 validated + 7 quarantined + 5 pending" in report.summary()
     assert "`d` (5 rows)" in report.summary()

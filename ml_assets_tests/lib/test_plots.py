@@ -1,4 +1,4 @@
-"""Unit tests of `ml_assets.lib.plots`: PNG output, sizes, input errors, no pyplot state, importances."""
+"""Unit tests of `ml_assets.lib.plots`: PNG output, sizes, no pyplot state, importances."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import base64
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -154,57 +153,6 @@ def test_roc_pr_accepts_series_lists_and_numeric_labels() -> None:
     assert P.roc_pr_curves_png(y == "churn", -scores, positive=True).startswith(PNG)  # worse than chance
 
 
-# --- errors --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (lambda: P.confusion_matrix_png([[1, 2], [3, 4]], labels=["a", "b", "c"]), "labels has 3 names"),
-        (lambda: P.confusion_matrix_png([[1, 2, 3], [4, 5, 6]], labels=["a", "b"]), "square"),
-        (lambda: P.confusion_matrix_png([[1, 2], [3]], labels=["a", "b"]), "matrix"),
-        (lambda: P.confusion_matrix_png([], labels=[]), "matrix"),
-        (lambda: P.confusion_matrix_png([[1, -2], [3, 4]], labels=["a", "b"]), "matrix must hold non-negative"),
-        (lambda: P.confusion_matrix_png([[1, 2.5], [3, 4]], labels=["a", "b"]), "integer counts"),
-        (lambda: P.confusion_matrix_png([[1, 2], [3, 4]], labels="ab"), "labels must be a sequence"),
-        (lambda: P.roc_pr_curves_png([0, 1, 1], [0.1, 0.9], positive=1), "scores has 2 values but y_true has 3"),
-        (lambda: P.roc_pr_curves_png([1, 1], [0.1, 0.9], positive=1), "y_true has only the positive class"),
-        (lambda: P.roc_pr_curves_png(["a", "b"], [0.1, 0.9], positive="c"), "check `positive`"),
-        (lambda: P.roc_pr_curves_png([0, 1], [0.1, float("nan")], positive=1), "scores has non-finite"),
-        (lambda: P.roc_pr_curves_png([0, 1], ["low", "high"], positive=1), "scores must be numbers"),
-        (lambda: P.roc_pr_curves_png([], [], positive=1), "y_true must be a non-empty"),
-        (lambda: P.feature_importance_png({}), "importances must be a non-empty mapping"),
-        (lambda: P.feature_importance_png({"a": float("inf")}), r"importances\['a'\] must be a finite"),
-        (lambda: P.feature_importance_png({"a": "high"}), r"importances\['a'\] must be a number"),
-        (lambda: P.feature_importance_png({"a": 1.0}, top=0), "top must be a positive integer"),
-        (lambda: P.feature_importance_png({"a": 1.0}, top=True), "top must be a positive integer"),
-        (lambda: P.drift_png([], psi_threshold=0.2), "records must be a non-empty"),
-        (lambda: P.drift_png([{"feature": "a", "psi": 0.1}], psi_threshold=0.2), r"records\[0\] must be a mapping"),
-        (lambda: P.drift_png(_drift_records(), psi_threshold=0), "psi_threshold must be positive"),
-        (lambda: P.drift_png(_drift_records(), psi_threshold=float("nan")), "psi_threshold must be a finite"),
-        (
-            lambda: P.drift_png(
-                [{"feature": "a", "psi": float("nan"), "drifted": False, "adjusted_p_value": 1.0}], psi_threshold=0.2
-            ),
-            r"records\[0\]\['psi'\]",
-        ),
-        (lambda: P.batch_profile_png({}, {"a": 1.0}), "null_share must be a non-empty"),
-        (lambda: P.batch_profile_png({"x": 0.1}, {"a": 150.0}), r"class_balance must hold shares in \[0, 1\]"),
-        (lambda: P.metric_history_png([], metrics=["f1"]), "history must be a non-empty"),
-        (lambda: P.metric_history_png(_history(), metrics=[]), "metrics is empty"),
-        (lambda: P.metric_history_png(_history(), metrics="f1"), "metrics must be a sequence"),
-        (lambda: P.metric_history_png(_history(), metrics=["f1", "f1"]), "duplicates"),
-        (lambda: P.metric_history_png(_history(), metrics=["mse"]), r"metrics \['mse'\] have no value"),
-        (lambda: P.metric_history_png([{"version": 1}, {"f1": 0.5}], metrics=["f1"]), r"history\[1\] must be"),
-        (lambda: P.metric_history_png([{"version": 1, "f1": "0.5"}], metrics=["f1"]), r"history\[0\]\['f1'\]"),
-        (lambda: P.as_markdown_image(b"GIF89a", alt="x"), "png must be the bytes of a PNG"),
-    ],
-)
-def test_bad_input_is_named(call: Callable[[], object], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        call()
-
-
 # --- markdown ------------------------------------------------------------------------------
 
 
@@ -236,19 +184,20 @@ def test_no_figure_leaks_into_pyplot() -> None:
     assert plt.get_fignums() == before
 
 
-def test_importing_is_cheap_and_rendering_never_imports_pyplot() -> None:
+def test_importing_is_cheap_and_rendering_chooses_no_backend() -> None:
+    """scikit-learn's Displays import pyplot, but draw on our Agg figures: no backend, no pyplot figure."""
     code = (
         "import sys, ml_assets.lib.plots; "
         "heavy = ('matplotlib', 'sklearn', 'pandas', 'PIL', 'dagster'); "
         "print(sorted(m for m in heavy if m in sys.modules)); "
         "from ml_assets_tests.lib.test_plots import _render_all; _render_all(); "
-        "import matplotlib; "
-        "print('matplotlib.pyplot' in sys.modules, matplotlib.rcParams._get_backend_or_none())"
+        "import matplotlib, matplotlib.pyplot as plt; "
+        "print(plt.get_fignums(), matplotlib.rcParams._get_backend_or_none())"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     imported, after = out.stdout.strip().splitlines()
     assert imported == "[]"
-    assert after == "False None"  # no pyplot, and no backend was ever chosen
+    assert after == "[] None"
 
 
 def test_concurrent_renders_match_sequential_ones() -> None:
@@ -257,17 +206,6 @@ def test_concurrent_renders_match_sequential_ones() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda name: PLOTS[name][0](), names))
     assert all(png == expected[name] for name, png in zip(names, results, strict=True))
-
-
-def test_each_plot_renders_quickly() -> None:
-    timings = {}
-    for name, (render, _) in PLOTS.items():
-        render()  # warm up imports and font caches
-        start = time.perf_counter()
-        render()
-        timings[name] = time.perf_counter() - start
-    slow = {name: round(seconds, 3) for name, seconds in timings.items() if seconds > 2.0}
-    assert not slow, f"plots slower than 2 s: {slow}"
 
 
 # --- permutation importances ---------------------------------------------------------------
@@ -342,24 +280,3 @@ def test_permutation_scores_multiclass_models_by_accuracy() -> None:
     importances = P.permutation_importances(model, held_out, held_out["target"], features=FEATURES, seed=0)
     assert 0.2 < importances["signal"] < 1.0  # an accuracy drop
     assert abs(importances["noise"]) < 0.05
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"features": ["signal", "missing"]}, r"features \['missing'\] are not columns"),
-        ({"features": []}, "features is empty"),
-        ({"repeats": 0}, "repeats must be a positive integer"),
-        ({"max_rows": 1}, "max_rows must be at least 2"),
-        ({"y": ["no", "yes"]}, "y must have one label per row"),
-        ({"y": ["no"] * 200}, "y has a single class"),
-    ],
-)
-def test_permutation_bad_input_is_named(overrides: dict, message: str) -> None:
-    from sklearn.linear_model import LogisticRegression
-
-    frame = _churn(200, 0)
-    model = _pipeline(frame, LogisticRegression())
-    options = {"y": frame["target"], "features": FEATURES, "seed": 0} | overrides
-    with pytest.raises(ValueError, match=message):
-        P.permutation_importances(model, frame, **options)
