@@ -585,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and print its path")
     parser.add_argument(
         "--only",
-        help="sections to run, comma-separated: sensor, location, validation, drift, graph, evaluation, serving, scale, daemon",
+        help="sections to run, comma-separated: sensor, location, validation, drift, graph, evaluation, serving, "
+        "scale, daemon",
     )
     parser.add_argument(
         "--sizes",

@@ -202,16 +202,28 @@ def no_regression_vs_champion(
     project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
 ) -> dg.AssetCheckResult:
     """Not worse than the champion it was compared with, by a paired bootstrap on the same holdout."""
-    limits = project.params().gates
-    verdict = gates.non_inferior(
-        model_evaluation.comparison, margin=limits.non_inferiority_margin, min_power=limits.min_power
-    )
+    return _champion_gate("no_regression_vs_champion", project, registered_model, model_evaluation)
+
+
+@dg.asset_check(asset=registered_model, blocking=True, additional_ins={"model_evaluation": dg.AssetIn()})
+def no_slice_regression_vs_champion(
+    project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
+) -> dg.AssetCheckResult:
+    """No slice of the holdout clearly worse than under the champion, by more than `gates.max_slice_regression`."""
+    return _champion_gate("no_slice_regression_vs_champion", project, registered_model, model_evaluation)
+
+
+def _champion_gate(
+    check: str, project: ProjectResource, registered_model: str, evaluation: CandidateEvaluation
+) -> dg.AssetCheckResult:
+    """One of `gates.champion_verdicts` as a check result; a failure says the candidate waits."""
+    verdict = gates.champion_verdicts(evaluation, project.params().gates)[check]
     return dg.AssetCheckResult(
         passed=verdict.passed,
         metadata=verdict.metadata(),
         description=verdict.message
         if verdict.passed
-        else f"v{registered_model}: {verdict.message}; `champion` is unchanged",
+        else f"v{registered_model}: {verdict.message}; it stays `challenger` and `champion` is unchanged",
     )
 
 
@@ -261,27 +273,6 @@ def serving_matches_training(
             "scoring_path": "mlflow.pyfunc.load_model + scoring_server.invocations (application/json dataframe_split)",
         },
         description=message if report.matches else f"{message}; `champion` is unchanged",
-    )
-
-
-@dg.asset_check(asset=registered_model, blocking=True, additional_ins={"model_evaluation": dg.AssetIn()})
-def no_slice_regression_vs_champion(
-    project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
-) -> dg.AssetCheckResult:
-    """No slice of the holdout clearly worse than under the champion, by more than `gates.max_slice_regression`."""
-    limits = project.params().gates
-    verdict = gates.no_slice_regression(
-        model_evaluation.slices,
-        model_evaluation.comparison,
-        tolerance=limits.max_slice_regression,
-        confidence=limits.confidence,
-    )
-    return dg.AssetCheckResult(
-        passed=verdict.passed,
-        metadata=verdict.metadata(),
-        description=verdict.message
-        if verdict.passed
-        else f"v{registered_model}: {verdict.message}; it stays `challenger` and `champion` is unchanged",
     )
 
 

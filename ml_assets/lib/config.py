@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ml_assets.lib.evaluation_params import EvaluationParams, parse_evaluation_params
 
 SELECTION_METRICS = ("accuracy", "f1", "roc_auc", "neg_log_loss")
 
@@ -150,127 +151,6 @@ class GateParams:
     min_class_share: float
     min_slice_roc_auc: float = 0.0
     max_slice_regression: float = 1.0
-
-
-@dataclass(frozen=True)
-class SliceSpec:
-    """A configured slice of the holdout: a name and a `DataFrame.query` expression."""
-
-    name: str
-    query: str
-
-
-@dataclass(frozen=True)
-class ModelCardParams:
-    """What the model card says about use, beyond what is measured."""
-
-    intended_use: str = ""
-    limitations: str = ""
-
-
-@dataclass(frozen=True)
-class EvaluationParams:
-    """Slices, explanations, the serving-skew sample and the model card (see `ml_assets/lib/slices.py`).
-
-    Attributes:
-        slice_features: Categorical features whose values are slices; None slices every one.
-        max_values_per_feature: A feature with more holdout values is sliced on its most frequent ones.
-        min_slice_rows: Fewer holdout rows in a slice and it is reported as not judged.
-        min_slice_class_rows: Fewer rows of any class in a slice and it is reported as not judged.
-        slices: Configured slices, each a `DataFrame.query` expression over the holdout's columns.
-        explanation_rows: Holdout rows (at most) the permutation importances are computed on.
-        explanation_repeats: Shuffles per feature.
-        skew_rows: Holdout rows sent through MLflow's scoring path to compare with offline predictions.
-        model_card: Intended use and limitations, written into every version's model card.
-    """
-
-    slice_features: tuple[str, ...] | None = None
-    max_values_per_feature: int = 20
-    min_slice_rows: int = 50
-    min_slice_class_rows: int = 5
-    slices: tuple[SliceSpec, ...] = ()
-    explanation_rows: int = 500
-    explanation_repeats: int = 5
-    skew_rows: int = 200
-    model_card: ModelCardParams = field(default_factory=ModelCardParams)
-
-
-def check_slice_query(name: str, query: str) -> None:
-    """Raises `ParamsError` unless `query` parses as a `DataFrame.query` expression without `@` locals.
-
-    Column names cannot be checked before the data is read: pandas parses the expression first and
-    only then looks the names up, so an empty frame tells a syntax error from an unknown column.
-
-    Args:
-        name: The slice's name, quoted in the error.
-        query: The expression, e.g. `age >= 65 and region == 'north'`.
-    """
-    import pandas as pd
-    from pandas.errors import UndefinedVariableError
-
-    where = f"params.yaml: `evaluation.slices` entry `{name}`"
-    if "@" in re.sub(r"'[^']*'|\"[^\"]*\"|`[^`]*`", "", query):
-        raise ParamsError(f"{where}: `{query}` refers to a local variable (`@...`); use column names and literals")
-    try:
-        pd.DataFrame().query(query)
-    except UndefinedVariableError:
-        pass  # a column name: checked against the holdout when the slice is evaluated
-    except Exception as error:  # SyntaxError, NotImplementedError, ValueError: not an expression pandas evaluates
-        raise ParamsError(
-            f"{where}: query `{query}` is not a valid DataFrame.query expression ({type(error).__name__}: {error}); "
-            "write it as for pandas, e.g. \"age >= 65 and region == 'north'\" (backticks around names with spaces)"
-        ) from error
-
-
-def _evaluation_params(raw: Mapping[str, Any]) -> EvaluationParams:
-    section = dict(_section(raw, "evaluation"))
-    slices_raw = section.pop("slices", None) or []
-    if not isinstance(slices_raw, list):
-        raise ParamsError("params.yaml: `evaluation.slices` must be a list of {name, query} mappings")
-    slices: list[SliceSpec] = []
-    for position, entry in enumerate(slices_raw, start=1):
-        label = entry.get("name") if isinstance(entry, Mapping) else None
-        if not isinstance(entry, Mapping) or set(entry) != {"name", "query"}:
-            raise ParamsError(
-                f"params.yaml: `evaluation.slices` entry {position} (`{label or entry}`) must have exactly the keys "
-                "`name` and `query`"
-            )
-        name, query = entry["name"], entry["query"]
-        if not isinstance(name, str) or not name.strip() or "=" in name:
-            raise ParamsError(
-                f"params.yaml: `evaluation.slices` entry {position} has name `{name}`; give a non-empty name without "
-                "`=` (`feature=value` names are the categorical slices)"
-            )
-        if not isinstance(query, str) or not query.strip():
-            raise ParamsError(f"params.yaml: `evaluation.slices` entry `{name}` has an empty query")
-        if any(s.name == name for s in slices):
-            raise ParamsError(f"params.yaml: `evaluation.slices` names `{name}` twice; slice names must be unique")
-        check_slice_query(name, query)
-        slices.append(SliceSpec(name=name, query=query))
-    card_raw = section.pop("model_card", None) or {}
-    if not isinstance(card_raw, Mapping):
-        raise ParamsError("params.yaml: `evaluation.model_card` must be a mapping (intended_use, limitations)")
-    unknown_card = sorted(set(card_raw) - set(ModelCardParams.__dataclass_fields__))
-    if unknown_card:
-        raise ParamsError(f"params.yaml: unknown key(s) {unknown_card} in `evaluation.model_card`")
-    features = section.pop("slice_features", None)
-    if features is not None and (not isinstance(features, list) or not all(isinstance(f, str) for f in features)):
-        raise ParamsError("params.yaml: `evaluation.slice_features` must be null (every categorical feature) or a list")
-    params = _build(
-        EvaluationParams,
-        {"evaluation": section},
-        "evaluation",
-        slices=tuple(slices),
-        model_card=ModelCardParams(**{k: str(v).strip() for k, v in card_raw.items()}),
-        slice_features=None if features is None else tuple(features),
-    )
-    positive = ("max_values_per_feature", "min_slice_rows", "min_slice_class_rows", "explanation_repeats", "skew_rows")
-    for key in positive:
-        if not isinstance(getattr(params, key), int) or getattr(params, key) < 1:
-            raise ParamsError(f"params.yaml: `evaluation.{key}` is {getattr(params, key)!r}; use a positive integer")
-    if not isinstance(params.explanation_rows, int) or params.explanation_rows < 0:
-        raise ParamsError("params.yaml: `evaluation.explanation_rows` must be a non-negative integer (0 = none)")
-    return params
 
 
 @dataclass(frozen=True)
@@ -505,7 +385,7 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         automation=_build(AutomationParams, raw, "automation") if "automation" in raw else AutomationParams(),
         raw=dict(raw),
         serving=_build(ServingParams, raw, "serving") if "serving" in raw else ServingParams(),
-        evaluation=_evaluation_params(raw) if "evaluation" in raw else EvaluationParams(),
+        evaluation=parse_evaluation_params(raw["evaluation"]) if "evaluation" in raw else EvaluationParams(),
     )
 
 

@@ -388,10 +388,6 @@ def evaluate_candidate(
 ) -> CandidateEvaluation:
     """Scores a candidate, a DummyClassifier baseline and the current champion on the same holdout.
 
-    With `slicing`, both are also scored on every slice of the holdout (the champion only when the
-    overall comparison could be made); with `explanation_rows`, the candidate's permutation
-    importances are computed on a stratified sample of that many holdout rows.
-
     Args:
         model: The trained candidate (a pipeline over raw feature columns).
         train: The training split (the baseline learns the class prior from it).
@@ -405,8 +401,8 @@ def evaluate_candidate(
         confidence: One-sided confidence level of the comparison.
         latency_samples: Single-row predictions to time.
         seed: Seed of the bootstrap.
-        slicing: The slices to score; None for none.
-        explanation_rows: Holdout rows for the permutation importances; 0 for none.
+        slicing: The slices to score (the champion too, when the overall comparison was made); None for none.
+        explanation_rows: Holdout rows per shuffle for the permutation importances; 0 for none.
         explanation_repeats: Shuffles per column for the permutation importances.
 
     Returns:

@@ -16,7 +16,6 @@ from ml_assets.lib.evaluation import CandidateEvaluation, ChampionComparison
 
 if TYPE_CHECKING:
     from ml_assets.lib.config import GateParams
-    from ml_assets.lib.slices import SliceReport
 
 
 @dataclass(frozen=True)
@@ -193,157 +192,6 @@ def predicts_every_class(shares: Mapping[str, float], *, min_share: float) -> Ga
     )
 
 
-def _not_judged_note(report: SliceReport) -> str:
-    skipped = report.not_judged
-    if not skipped:
-        return ""
-    return (
-        f"; {len(skipped)} not judged (fewer than {report.min_rows} rows or than {report.min_class_rows} of a "
-        f"class): {', '.join(f'`{s.name}` ({s.rows})' for s in skipped[:6])}{', ...' if len(skipped) > 6 else ''}"
-    )
-
-
-def slices_meet_minimum(report: SliceReport | None, *, minimum: float) -> GateResult:
-    """Passes when no judged slice's ROC AUC is below `minimum`.
-
-    Slices too small to judge are named in the message and neither pass nor fail the gate.
-
-    Args:
-        report: The candidate's slices; None when slicing was not configured (the gate then passes).
-        minimum: `gates.min_slice_roc_auc`.
-
-    Returns:
-        The verdict, naming every slice below the floor.
-    """
-    if report is None or not report.slices:
-        return GateResult(passed=True, message="no slices were evaluated", thresholds={"min_slice_roc_auc": minimum})
-    judged = report.judged
-    below = sorted((s for s in judged if s.metrics and not s.metrics.roc_auc >= minimum), key=lambda s: s.name)
-    lowest = min(judged, key=lambda s: s.metrics.roc_auc if s.metrics else 1.0, default=None)
-    note = _not_judged_note(report)
-    if below:
-        detail = ", ".join(f"`{s.name}` {s.metrics.roc_auc:.4f} ({s.rows} rows)" for s in below if s.metrics)
-        message = f"{len(below)} of {len(judged)} judged slices have roc_auc below the floor {minimum:.4f}: {detail}"
-    elif lowest is None or lowest.metrics is None:
-        message = f"no slice is large enough to judge{note}"
-    else:
-        message = (
-            f"all {len(judged)} judged slices reach roc_auc {minimum:.4f} "
-            f"(lowest `{lowest.name}` {lowest.metrics.roc_auc:.4f}){note}"
-        )
-    return GateResult(
-        passed=not below,
-        message=message,
-        observed={
-            "slices_judged": len(judged),
-            "slices_not_judged": len(report.not_judged),
-            "slices_below": len(below),
-            "lowest_slice": lowest.name if lowest else "none",
-            "lowest_slice_roc_auc": lowest.metrics.roc_auc if lowest and lowest.metrics else None,
-        },
-        thresholds={"min_slice_roc_auc": minimum},
-    )
-
-
-def no_slice_regression(
-    report: SliceReport | None, comparison: ChampionComparison, *, tolerance: float, confidence: float
-) -> GateResult:
-    """Passes unless a judged slice is clearly worse than under the champion by more than `tolerance`.
-
-    The rule, per judged slice: blocked when the candidate's ROC AUC minus the champion's on the
-    slice's rows is below `-tolerance` (large) AND the one-sided upper bound of that difference is
-    below zero (beyond noise). The bound is the paired bootstrap's standard error times the normal
-    quantile at `confidence`, Bonferroni-corrected over the slices compared, so an equally good
-    candidate is blocked with probability at most `1 - confidence` whatever the number of slices.
-    A point estimate alone would not do: on slices of 50-250 rows the difference of two equally good
-    models spreads by several AUC points, so with many slices one of them crosses the tolerance by
-    chance (simulated in ml_assets_tests/lib/test_slices.py: 100 pairs of equally good models on
-    1,000 rows and 7 slices, tolerance 0.05: this rule blocked 5, the point estimate alone 15). The
-    per-slice bootstrap is cheap (vectorized ranks: milliseconds per slice).
-
-    A champion that exists but could not be compared fails the gate, as `non_inferior` does.
-
-    Args:
-        report: The slices of the candidate, with the champion's on the same rows.
-        comparison: The overall comparison with the champion (who it was, or why it was not made).
-        tolerance: `gates.max_slice_regression`, in ROC AUC points.
-        confidence: `gates.confidence`, one-sided, for all slices together.
-
-    Returns:
-        The verdict, naming every slice that regressed.
-    """
-    from scipy.stats import norm
-
-    thresholds = {"max_slice_regression": tolerance, "confidence": confidence}
-    version = comparison.champion_version
-    if version is None:
-        return GateResult(passed=True, message="no champion yet: nothing to compare slices with", thresholds=thresholds)
-    if comparison.blocker or comparison.difference is None:
-        return GateResult(
-            passed=False,
-            message=(
-                f"cannot compare slices with champion v{version}: {comparison.blocker or 'not compared'}. "
-                "Automation promotes nothing; a person may promote the `challenger` with `approve_challenger`"
-            ),
-            observed={"champion_version": version},
-            thresholds=thresholds,
-        )
-    if report is None or not report.slices:
-        return GateResult(
-            passed=True,
-            message="no slices were evaluated",
-            observed={"champion_version": version},
-            thresholds=thresholds,
-        )
-    compared = [s for s in report.judged if s.difference is not None]
-    if not compared:
-        message = f"no slice is large enough to compare with champion v{version}{_not_judged_note(report)}"
-        return GateResult(
-            passed=True,
-            message=message,
-            observed={"champion_version": version, "slices_compared": 0},
-            thresholds=thresholds,
-        )
-    z = float(norm.ppf(1 - (1 - confidence) / len(compared)))
-    regressed = []
-    for s in compared:
-        d = s.difference
-        if d is not None and d.difference < -tolerance and d.difference + z * d.standard_error < 0:
-            regressed.append(s)
-    worst = min(compared, key=lambda s: s.difference.difference if s.difference else 0.0)
-    note = _not_judged_note(report)
-    if regressed:
-        detail = "; ".join(
-            f"`{s.name}` ({s.rows} rows) roc_auc {s.metrics.roc_auc:.4f} vs {s.champion.roc_auc:.4f}, "
-            f"difference {s.difference.difference:+.4f} (standard error {s.difference.standard_error:.4f})"
-            for s in regressed
-            if s.metrics and s.champion and s.difference
-        )
-        message = (
-            f"{len(regressed)} of {len(compared)} slices regress against champion v{version} by more than "
-            f"{tolerance:.4f} and beyond noise (one-sided {confidence:.0%} over {len(compared)} slices): {detail}"
-        )
-    else:
-        gap = worst.difference.difference if worst.difference else 0.0
-        message = (
-            f"no slice regresses against champion v{version} by more than {tolerance:.4f} beyond noise "
-            f"({len(compared)} compared; largest drop `{worst.name}` {gap:+.4f}){note}"
-        )
-    return GateResult(
-        passed=not regressed,
-        message=message,
-        observed={
-            "champion_version": version,
-            "slices_compared": len(compared),
-            "slices_regressed": len(regressed),
-            "worst_slice": worst.name,
-            "worst_slice_difference": worst.difference.difference if worst.difference else None,
-            "z_bonferroni": z,
-        },
-        thresholds=thresholds,
-    )
-
-
 def model_verdicts(evaluation: CandidateEvaluation, limits: GateParams) -> dict[str, GateResult]:
     """The gates on the model alone, by check name (the blocking checks of `model_evaluation`).
 
@@ -354,6 +202,8 @@ def model_verdicts(evaluation: CandidateEvaluation, limits: GateParams) -> dict[
     Returns:
         Check name -> verdict.
     """
+    from ml_assets.lib.slices import slices_meet_minimum  # slices.py builds on GateResult: imported here
+
     metrics = evaluation.metrics
     return {
         "meets_min_roc_auc": meets_minimum("roc_auc", metrics.roc_auc, minimum=limits.min_roc_auc),
@@ -378,6 +228,8 @@ def champion_verdicts(evaluation: CandidateEvaluation, limits: GateParams) -> di
     Returns:
         Check name -> verdict.
     """
+    from ml_assets.lib.slices import no_slice_regression
+
     return {
         "no_regression_vs_champion": non_inferior(
             evaluation.comparison, margin=limits.non_inferiority_margin, min_power=limits.min_power

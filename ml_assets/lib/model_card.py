@@ -144,7 +144,6 @@ def render_model_card(
                 ["slice", "rows", "roc_auc", "f1", "accuracy", "champion roc_auc", "vs champion", "note"],
                 [list(r.values()) for r in rows],
             ),
-            *(f"_{note}_" for note in evaluation.slices.notes),
         ]
     gate_rows = [[name, "passed" if v.passed else "FAILED", v.message] for name, v in verdicts.items()]
     gate_rows += [

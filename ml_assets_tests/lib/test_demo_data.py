@@ -227,7 +227,9 @@ def test_write_demo_batches_parquet_drift_and_bad(tmp_path: Path) -> None:
         n_rows=50, seed=dd._derive_seed(7, 0), batch_date=DAY, covariate_drift=1.0
     )  # the documented (seed, index) derivation
     pd.testing.assert_frame_equal(pd.read_parquet(path), expected)
-    (bad,) = dd.write_demo_batches(tmp_path, batches=1, rows_per_batch=50, seed=7, start_date=DAY, bad="one_class_target")
+    (bad,) = dd.write_demo_batches(
+        tmp_path, batches=1, rows_per_batch=50, seed=7, start_date=DAY, bad="one_class_target"
+    )
     assert bad.name == "batch_2026-11-02.csv"
     assert set(pd.read_csv(bad)[dd.TARGET]) == {0}
 

@@ -7,7 +7,9 @@ import yaml
 
 from ml_assets.lib import evaluation as E
 from ml_assets.lib import gates as G
-from ml_assets.lib.config import ParamsError, SliceSpec, check_slice_query, parse_params
+from ml_assets.lib import slices as S
+from ml_assets.lib.config import ParamsError, parse_params
+from ml_assets.lib.evaluation_params import SliceSpec, check_slice_query
 from ml_assets.lib.slices import SliceOptions, define_slices, evaluate_slices, slice_table
 from ml_assets_tests.conftest import REPO
 
@@ -43,7 +45,7 @@ OPTIONS = SliceOptions(
 
 def test_each_categorical_value_and_each_configured_query_is_a_slice():
     frame = holdout()
-    slices = {name: (definition, mask) for name, definition, mask in define_slices(frame, OPTIONS)}
+    slices = define_slices(frame, OPTIONS)
     assert set(slices) == {
         "region=east",
         "region=north",
@@ -55,8 +57,9 @@ def test_each_categorical_value_and_each_configured_query_is_a_slice():
         "seniors",
     }
     assert list(slices)[-1] == "seniors" and list(slices)[4:6] == ["plan=basic", "plan=gold"]  # most frequent first
-    assert slices["seniors"][1].sum() == (frame["age"] >= 65).sum() and slices["seniors"][0] == "age >= 65"
-    assert slices["plan=<missing>"][1].sum() == frame["plan"].isna().sum()
+    assert slices["seniors"].sum() == (frame["age"] >= 65).sum()
+    assert slices["plan=<missing>"].sum() == frame["plan"].isna().sum()
+    assert slices["region=north"].sum() == (frame["region"] == "north").sum()
     capped = define_slices(frame, SliceOptions(features=("region",), max_values_per_feature=2))
     assert len(capped) == 2  # the two most frequent regions only
 
@@ -97,7 +100,7 @@ def test_small_and_single_class_slices_are_not_judged_and_say_why():
     assert by_name["plan=<missing>"].not_judged.startswith(f"not judged ({by_name['plan=<missing>'].rows} rows")
     assert by_name["region=west"].not_judged.endswith("one class)") and by_name["region=west"].metrics is None
     north = by_name["region=north"]
-    assert north.judged and north.metrics.n_rows == north.rows and north.champion is None
+    assert north.metrics is not None and north.metrics.n_rows == north.rows and north.champion is None
     rows = {r["slice"]: r for r in slice_table(report, champion_version=None)}
     assert rows["region=west"]["roc_auc"] is None and "not judged" in rows["region=west"]["note"]
     assert rows["region=north"]["note"] == "" and rows["region=north"]["roc_auc"] == round(north.metrics.roc_auc, 4)
@@ -130,14 +133,14 @@ def test_a_candidate_better_overall_but_worse_on_one_slice_is_blocked_naming_it(
         confidence=0.95,
         seed=0,
     )
-    verdict = G.no_slice_regression(report, comparison(), tolerance=0.05, confidence=0.95)
+    verdict = S.no_slice_regression(report, comparison(), tolerance=0.05, confidence=0.95)
     assert not verdict.passed
     assert verdict.message.startswith("1 of 7 slices regress against champion v1 by more than 0.0500")
     assert "`region=north`" in verdict.message and "`region=south`" not in verdict.message
     assert verdict.observed["worst_slice"] == "region=north"
-    floor = G.slices_meet_minimum(report, minimum=0.75)
+    floor = S.slices_meet_minimum(report, minimum=0.75)
     assert not floor.passed and "`region=north`" in floor.message and floor.observed["slices_below"] == 1
-    assert G.slices_meet_minimum(report, minimum=0.65).passed
+    assert S.slices_meet_minimum(report, minimum=0.65).passed
 
 
 def test_an_equally_good_candidate_is_rarely_blocked_on_some_slice():
@@ -164,15 +167,15 @@ def test_an_equally_good_candidate_is_rarely_blocked_on_some_slice():
             confidence=0.95,
             seed=run,
         )
-        blocked += not G.no_slice_regression(report, comparison(), tolerance=0.05, confidence=0.95).passed
+        blocked += not S.no_slice_regression(report, comparison(), tolerance=0.05, confidence=0.95).passed
     assert blocked <= 2  # about 1 of 20 expected at 95%
 
 
 def test_the_slice_gate_fails_closed_when_the_champion_cannot_be_compared():
     blocked = E.ChampionComparison("4", blocker="it cannot score the current holdout")
-    verdict = G.no_slice_regression(None, blocked, tolerance=0.05, confidence=0.95)
+    verdict = S.no_slice_regression(None, blocked, tolerance=0.05, confidence=0.95)
     assert not verdict.passed and "cannot compare slices with champion v4" in verdict.message
-    first = G.no_slice_regression(None, E.ChampionComparison(None), tolerance=0.05, confidence=0.95)
+    first = S.no_slice_regression(None, E.ChampionComparison(None), tolerance=0.05, confidence=0.95)
     assert first.passed and "no champion yet" in first.message
 
 
@@ -202,10 +205,16 @@ def test_slice_gates_are_in_the_verdicts_the_checks_use():
     [
         ([{"name": "old", "query": "age >= "}], "entry `old`: query `age >= ` is not a valid DataFrame.query"),
         ([{"name": "mine", "query": "age > @limit"}], "entry `mine`: `age > @limit` refers to a local variable"),
-        ([{"name": "a", "query": "age > 1"}, {"name": "a", "query": "age > 2"}], "names `a` twice"),
+        (
+            [{"name": "a", "query": "age > 1"}, {"name": "a", "query": "age > 2"}],
+            "entry `a`: give a unique non-empty name",
+        ),
         ([{"name": "region=north", "query": "age > 1"}], "without `=`"),
-        ([{"name": "x"}], "entry 1 (`x`) must have exactly the keys `name` and `query`"),
-        ([{"name": "empty", "query": " "}], "entry `empty` has an empty query"),
+        ([{"name": "x"}], "entry `{'name': 'x'}` must have exactly `name` and `query`"),
+        (
+            [{"name": "empty", "query": " "}],
+            "entry `empty`: give a unique non-empty name without `=`",
+        ),
     ],
 )
 def test_bad_configured_slices_fail_at_params_load_naming_the_slice(slices, message):
