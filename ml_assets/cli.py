@@ -237,11 +237,13 @@ def run(root: Path) -> int:
                 _print_recorded_champion(instance, params)
                 return 0
     from ml_assets.definitions import defs
+    from ml_assets.defs.resources import MlflowResource
 
     fresh = prepare(root, params)
     with dg.DagsterInstance.get() as instance:
         for stale in _stale_cli_runs(instance):
             instance.report_run_failed(stale, message="its `make run` process died; the next run repairs what it left")
+            MlflowResource().end_runs(stale.run_id, experiment_name=params.registry.experiment_name, status="FAILED")
             print(f"run {stale.run_id[:8]} of {stale.job_name} died with its process; marked failed")
         training = instance.get_runs(dg.RunsFilter(job_name="training_job", statuses=[dg.DagsterRunStatus.STARTED]))
         if training:
@@ -250,6 +252,12 @@ def run(root: Path) -> int:
         ingest_new_batches(defs, instance, root / params.data.landing_dir, params=params, fresh=fresh)
         result = defs.resolve_job_def("training_job").execute_in_process(
             instance=instance, raise_on_error=False, run_config=QUIET, tags=_cli_tags()
+        )
+        # what the run status sensors do under the daemon: the MLflow run ends with the Dagster run
+        MlflowResource().end_runs(
+            result.run_id,
+            experiment_name=params.registry.experiment_name,
+            status="FINISHED" if result.success else "FAILED",
         )
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     for evaluation in failed:

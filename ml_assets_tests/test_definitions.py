@@ -108,6 +108,7 @@ def test_sensors_and_schedule_are_on_by_default():
         "landing_sensor": dg.DefaultSensorStatus.RUNNING,
         "retrain_sensor": dg.DefaultSensorStatus.RUNNING,
         "alert_on_run_failure": dg.DefaultSensorStatus.RUNNING,
+        "close_mlflow_runs": dg.DefaultSensorStatus.RUNNING,
         "per_batch_automation": dg.DefaultSensorStatus.RUNNING,
         "tag_run_trigger": dg.DefaultSensorStatus.RUNNING,
         "canary_rollback": dg.DefaultSensorStatus.RUNNING,

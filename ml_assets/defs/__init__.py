@@ -32,6 +32,7 @@ def build_definitions() -> dg.Definitions:
             sensors.landing_sensor,
             sensors.retrain_sensor,
             sensors.alert_on_run_failure,
+            sensors.close_mlflow_runs,
             sensors.per_batch_automation,
             sensors.tag_run_trigger,
             sensors.canary_rollback,

@@ -80,9 +80,14 @@ def model_evaluation(
         explanation_rows=settings.explanation_rows,
         explanation_repeats=settings.explanation_repeats,
     )
-    client.log_batch(
-        trained_model.run_id,
-        metrics=_metric_entities({f"test_{k}": v for k, v in evaluation.metrics.scalars().items()}),
+    tracking.log_evaluation(
+        mlflow.uri,
+        run_id=trained_model.run_id,
+        model_uri=trained_model.model_uri,
+        metrics={f"test_{k}": v for k, v in evaluation.metrics.scalars().items()},
+        holdout=dataset_split.split.test,
+        holdout_md5=dataset_split.holdout_md5,
+        target=dataset_split.spec.target,
     )
     context.log.info(
         f"`{trained_model.name}` on {evaluation.metrics.n_rows} holdout rows; {evaluation.comparison.note}"
@@ -153,15 +158,6 @@ def _plots(trained: CandidateModel, data: features_lib.TrainingData, evaluation:
         positive = evaluation.metrics.classes[1]
         images["roc_pr_curves"] = plots.roc_pr_curves_png(labels_true, scores, positive=positive)
     return {name: dg.MetadataValue.md(plots.as_markdown_image(png, alt=name)) for name, png in images.items()}
-
-
-def _metric_entities(values: dict[str, float]) -> list:
-    import time
-
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in values.items()]
 
 
 @dg.multi_asset_check(

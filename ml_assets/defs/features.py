@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.defs.graph import CODE_VERSIONS, OWNERS, RETRY, TRAINING_POOL
-from ml_assets.defs.resources import ProjectResource
+from ml_assets.defs.resources import MlflowResource, ProjectResource
 from ml_assets.lib import features as features_lib
 
 
@@ -118,12 +118,27 @@ def no_target_leakage(project: ProjectResource, dataset_split: features_lib.Trai
     code_version=CODE_VERSIONS["feature_pipeline"],
     pool=TRAINING_POOL,
 )
-def feature_pipeline(dataset_split: features_lib.TrainingData) -> dg.Output[object]:
-    """The preprocessing (impute and scale numbers, impute and one-hot categories), fit on the training part only."""
+def feature_pipeline(
+    context: dg.AssetExecutionContext,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    dataset_split: features_lib.TrainingData,
+) -> dg.Output[object]:
+    """The preprocessing (impute and scale numbers, impute and one-hot categories), fit on the training part only.
+
+    It also opens the Dagster run's MLflow run (before the candidates fan out, so parallel steps
+    find one parent), tagged with the data versions every candidate is trained on.
+    """
     preprocessor = features_lib.fit_preprocessor(dataset_split.split.train, dataset_split.spec)
+    parent = mlflow.parent_run(
+        context,
+        experiment_name=project.params().registry.experiment_name,
+        tags={"dvc.snapshot_md5": dataset_split.snapshot_md5, "dvc.holdout_md5": dataset_split.holdout_md5}
+        | {f"rows_{part}": str(n) for part, n in dataset_split.split.sizes().items()},
+    )
     return dg.Output(
         preprocessor,
-        metadata={"output_features": len(preprocessor.get_feature_names_out())},
+        metadata={"output_features": len(preprocessor.get_feature_names_out()), "mlflow_parent_run": parent},
     )
 
 

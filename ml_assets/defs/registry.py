@@ -77,6 +77,8 @@ def registered_model(
     )
     number = str(registration.version.version)
     client.set_model_version_tag(name, number, "ml_assets.compared_with", comparison.note[:4000])
+    for gate, verdict in gates.model_verdicts(model_evaluation, params.gates).items():  # on the version's page
+        client.set_model_version_tag(name, number, f"gate.{gate}", gates.as_tag(verdict))
     # the card before the alias: `challenger` only ever names a version whose run holds its card
     run_id = registration.version.run_id or trained_model.run_id
     card = _write_model_card(project, mlflow, number, run_id, trained_model, dataset_split, model_evaluation)
@@ -199,25 +201,33 @@ def loads_from_registry_and_matches(
 
 @dg.asset_check(asset=registered_model, blocking=True, additional_ins={"model_evaluation": dg.AssetIn()})
 def no_regression_vs_champion(
-    project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
+    project: ProjectResource, mlflow: MlflowResource, registered_model: str, model_evaluation: CandidateEvaluation
 ) -> dg.AssetCheckResult:
     """Not worse than the champion it was compared with, by a paired bootstrap on the same holdout."""
-    return _champion_gate("no_regression_vs_champion", project, registered_model, model_evaluation)
+    return _champion_gate("no_regression_vs_champion", project, mlflow, registered_model, model_evaluation)
 
 
 @dg.asset_check(asset=registered_model, blocking=True, additional_ins={"model_evaluation": dg.AssetIn()})
 def no_slice_regression_vs_champion(
-    project: ProjectResource, registered_model: str, model_evaluation: CandidateEvaluation
+    project: ProjectResource, mlflow: MlflowResource, registered_model: str, model_evaluation: CandidateEvaluation
 ) -> dg.AssetCheckResult:
     """No slice of the holdout clearly worse than under the champion, by more than `gates.max_slice_regression`."""
-    return _champion_gate("no_slice_regression_vs_champion", project, registered_model, model_evaluation)
+    return _champion_gate("no_slice_regression_vs_champion", project, mlflow, registered_model, model_evaluation)
 
 
 def _champion_gate(
-    check: str, project: ProjectResource, registered_model: str, evaluation: CandidateEvaluation
+    check: str,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    registered_model: str,
+    evaluation: CandidateEvaluation,
 ) -> dg.AssetCheckResult:
-    """One of `gates.champion_verdicts` as a check result; a failure says the candidate waits."""
-    verdict = gates.champion_verdicts(evaluation, project.params().gates)[check]
+    """One of `gates.champion_verdicts` as a check result, also a `gate.<check>` tag on the version's page."""
+    params = project.params()
+    verdict = gates.champion_verdicts(evaluation, params.gates)[check]
+    mlflow.client().set_model_version_tag(
+        params.registry.model_name, registered_model, f"gate.{check}", gates.as_tag(verdict)
+    )
     return dg.AssetCheckResult(
         passed=verdict.passed,
         metadata=verdict.metadata(),
@@ -283,7 +293,11 @@ def automation_may_promote(
     """No person has pinned the champion, and this version was never rolled back."""
     from ml_assets.lib.promotion import refusal_for_automation
 
-    refusal = refusal_for_automation(mlflow.client(), project.params().registry.model_name, registered_model)
+    client, name = mlflow.client(), project.params().registry.model_name
+    refusal = refusal_for_automation(client, name, registered_model)
+    client.set_model_version_tag(
+        name, registered_model, "gate.automation_may_promote", f"FAILED: {refusal}"[:4000] if refusal else "passed"
+    )
     return dg.AssetCheckResult(passed=refusal is None, description=refusal)
 
 

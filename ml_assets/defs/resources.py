@@ -95,6 +95,48 @@ class MlflowResource(dg.ConfigurableResource):
 
         return ensure_experiment(self.client(), name, artifact_root=self.locations.mlflow_artifact_root)
 
+    def parent_run(self, context: Any, *, experiment_name: str, tags: dict[str, str] | None = None) -> str:
+        """The MLflow run of this Dagster run, through dagster-mlflow's `MlFlow` tracking class.
+
+        The first step that asks starts it (tagged `dagster_run_id`); later steps, in this process or
+        another, find it by that tag and make it their active run, so each candidate logs a nested
+        run under it. What dagster-mlflow's `mlflow_tracking` resource adds on top is not used: it
+        is a function-style resource that imports MLflow when the code location loads, and its
+        `end_mlflow_on_run_finished` hook can end the run while other steps still run
+        (dagster#21872). The run ends with the Dagster run instead (`end_runs_of`, called by the
+        run status sensors and by `make run`), also when a step process died.
+        """
+        import warnings
+        from types import SimpleNamespace
+
+        with warnings.catch_warnings():  # dagster-mlflow marks its class beta; the warning says nothing to act on
+            warnings.simplefilter("ignore")
+            import mlflow
+            from dagster_mlflow.resources import MlFlow
+
+        self.experiment_id(experiment_name)  # created with this store's artifact root, before MlFlow looks it up
+        config = {
+            "experiment_name": experiment_name,
+            "mlflow_tracking_uri": self.uri,
+            "extra_tags": {"dagster_run_url": self.dagster_run_url(context.run_id), **(tags or {})},
+        }
+        MlFlow(SimpleNamespace(log=context.log, dagster_run=context.run, run_id=context.run_id, resource_config=config))
+        active = mlflow.active_run()
+        if active is None:
+            raise RuntimeError(
+                f"dagster-mlflow started no MLflow run for Dagster run {context.run_id} at {self.uri}: "
+                "check that the tracking server answers (`make mlflow-ui`) and rerun the step"
+            )
+        return active.info.run_id
+
+    def end_runs(self, dagster_run_id: str, *, experiment_name: str, status: str) -> list[str]:
+        """Ends the MLflow runs of a Dagster run that are still RUNNING (see `parent_run`)."""
+        from ml_assets.lib.tracking import end_runs_of
+
+        return end_runs_of(
+            self.client(), self.experiment_id(experiment_name), dagster_run_id=dagster_run_id, status=status
+        )
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """A link to a run in the MLflow UI (`make mlflow-ui` serves it locally)."""
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -27,7 +27,7 @@ from ml_assets.defs.jobs import TRIGGER_TAG, ingest_batch_job, training_job
 from ml_assets.defs.ledger import read_ledger
 from ml_assets.defs.monitoring import live_rollback_job
 from ml_assets.defs.operations import rollback_champion
-from ml_assets.defs.resources import AlertResource, ProjectResource
+from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
 from ml_assets.lib.alerts import Alert
 from ml_assets.lib.drift import DriftReport
 from ml_assets.lib.landing import LandingState, batch_version, find_landed_file, label_files, list_landing, scan
@@ -360,9 +360,12 @@ def weekly_retrain(context: dg.ScheduleEvaluationContext, project: ProjectResour
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10)
-def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertResource) -> None:
-    """Alerts on every failed run, naming the failed steps and any failed blocking check."""
+def alert_on_run_failure(
+    context: dg.RunFailureSensorContext, alerts: AlertResource, project: ProjectResource, mlflow: MlflowResource
+) -> None:
+    """Alerts on every failed run, naming the failed steps and any failed blocking check; its MLflow runs end FAILED."""
     run = context.dagster_run
+    mlflow.end_runs(run.run_id, experiment_name=project.params().registry.experiment_name, status="FAILED")
     failed_checks = [
         f"{e.asset_key.to_user_string()}.{e.check_name}: {e.description or 'failed'}"
         for e in _check_evaluations(context.instance, run.run_id)
@@ -380,6 +383,19 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext, alerts: AlertResou
             context={"run_id": run.run_id, "trigger": run.tags.get(TRIGGER_TAG, "manual")},
         ),
     )
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS, default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=10
+)
+def close_mlflow_runs(context: dg.RunStatusSensorContext, project: ProjectResource, mlflow: MlflowResource) -> None:
+    """Ends the MLflow run of a successful training run FINISHED (a failed one: `alert_on_run_failure`, FAILED).
+
+    The MLflow run lives as long as the Dagster run, not as long as one step process; a step
+    process that died cannot end it, so the run's end does.
+    """
+    run = context.dagster_run
+    mlflow.end_runs(run.run_id, experiment_name=project.params().registry.experiment_name, status="FINISHED")
 
 
 def _check_evaluations(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetCheckEvaluation]:

@@ -115,6 +115,7 @@ def _train_or_reuse(
     validation = score_model(result.model, split.validation, features=data.spec.features, target=data.spec.target)
     metrics = {**validation.scalars(), "neg_log_loss": -validation.log_loss}
     logged = tracking.log_sklearn_model(
+        parent_run_id=mlflow.parent_run(context, experiment_name=params.registry.experiment_name),
         tracking_uri=mlflow.uri,
         experiment_id=experiment_id,
         run_name=f"{name}-{data.snapshot_md5[:8]}",

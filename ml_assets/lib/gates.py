@@ -241,3 +241,8 @@ def champion_verdicts(evaluation: CandidateEvaluation, limits: GateParams) -> di
             confidence=limits.confidence,
         ),
     }
+
+
+def as_tag(verdict: GateResult) -> str:
+    """A verdict as an MLflow tag value, as the model version page shows it."""
+    return f"{'passed' if verdict.passed else 'FAILED'}: {verdict.message}"[:4000]

@@ -79,6 +79,7 @@ def log_sklearn_model(
     tags: Mapping[str, str],
     input_example: pd.DataFrame,
     params_document: Mapping[str, Any] | None = None,
+    parent_run_id: str | None = None,
 ) -> LoggedModel:
     """Logs one trained model as a new MLflow run with params, metrics, signature and input example.
 
@@ -93,6 +94,7 @@ def log_sklearn_model(
         input_example: A few raw feature rows; the signature is inferred from them.
         params_document: The whole `params.yaml` in force, saved as the run's `params.json`
             artifact so the model can be reproduced.
+        parent_run_id: The MLflow run of the Dagster run; the candidate becomes its nested run.
 
     Returns:
         The run id and the model URI.
@@ -105,7 +107,13 @@ def log_sklearn_model(
     # Integer columns become doubles in the signature: a missing value at serving time is a float NaN.
     example = input_example.astype({c: "float64" for c in input_example.select_dtypes("integer").columns})
     signature = infer_signature(example, model.predict_proba(example))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags=dict(tags),
+        nested=parent_run_id is not None,
+        parent_run_id=parent_run_id,
+    ) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(dict(metrics))
         if params_document is not None:
@@ -130,6 +138,50 @@ def load_model(tracking_uri: str, model_uri: str) -> Any:
 
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow_sklearn.load_model(model_uri)
+
+
+def log_evaluation(
+    tracking_uri: str,
+    *,
+    run_id: str,
+    model_uri: str,
+    metrics: Mapping[str, float],
+    holdout: pd.DataFrame,
+    holdout_md5: str,
+    target: str,
+) -> None:
+    """Logs holdout metrics on the candidate's run, linked to its LoggedModel and to the holdout dataset.
+
+    The MLflow UI then shows them on the model's page, per dataset, and the run lists the holdout
+    (named by its DVC md5, which is its digest) as an evaluation input.
+    """
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    mlflow.set_tracking_uri(tracking_uri)
+    dataset = from_pandas(holdout, targets=target, name="holdout", digest=holdout_md5[:36])
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    mlflow.log_metrics(dict(metrics), run_id=run_id, model_id=model_id, dataset=dataset)
+
+
+def end_runs_of(client: MlflowClient, experiment_id: str, *, dagster_run_id: str, status: str) -> list[str]:
+    """Ends every MLflow run of a Dagster run still RUNNING (its parent run, a killed step's nested run).
+
+    Args:
+        client: The tracking client.
+        experiment_id: The experiment.
+        dagster_run_id: The Dagster run.
+        status: `FINISHED`, `FAILED` or `KILLED`.
+
+    Returns:
+        The runs ended.
+    """
+    runs = client.search_runs(
+        [experiment_id], f"tags.dagster_run_id = '{dagster_run_id}' and attributes.status = 'RUNNING'"
+    )
+    for run in runs:
+        client.set_terminated(run.info.run_id, status=status)
+    return [run.info.run_id for run in runs]
 
 
 class RegistryUnavailable(RuntimeError):
