@@ -51,9 +51,9 @@ def run(root: Path, *, exhaustive: bool) -> dict[str, Any]:
 
     from ml_assets.lib.config import load_params
     from ml_assets.lib.evaluation import evaluate_candidate, score_model
+    from ml_assets.lib.explanations import explain_globally
     from ml_assets.lib.features import fit_preprocessor, infer_feature_spec, split_dataset
     from ml_assets.lib.landing import list_landing
-    from ml_assets.lib.plots import permutation_importances
     from ml_assets.lib.snapshot import read_landed_batch, union_batches
     from ml_assets.lib.training import search_candidate
 
@@ -114,8 +114,14 @@ def run(root: Path, *, exhaustive: bool) -> dict[str, Any]:
         seed=params.split.seed,
     )
     t = step("holdout evaluation", t)
-    permutation_importances(
-        model, split.test, split.test[data.target].to_numpy(), features=list(spec.features), seed=params.split.seed
+    explain_globally(  # as `model_evaluation` does
+        model,
+        split.test,
+        features=spec.features,
+        target=data.target,
+        max_rows=params.evaluation.explanation_rows,
+        repeats=params.evaluation.explanation_repeats,
+        seed=params.split.seed,
     )
     t = step("permutation importance", t)
     out: dict[str, Any] = {

@@ -29,6 +29,7 @@ from typing import Any
 
 import dagster as dg
 
+from benchmarks.evaluation import bench_evaluation
 from benchmarks.measure import (
     Figure,
     Section,
@@ -584,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and print its path")
     parser.add_argument(
         "--only",
-        help="sections to run, comma-separated: sensor, location, validation, drift, graph, serving, scale, daemon",
+        help="sections to run, comma-separated: sensor, location, validation, drift, graph, evaluation, serving, "
+        "scale, daemon",
     )
     parser.add_argument(
         "--sizes",
@@ -627,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
                 run_section(sections, "Drift", bench_drift)
             if wanted("graph"):
                 run_section(sections, "Graph", lambda: bench_graph(base))
+            if wanted("evaluation"):
+                run_section(sections, "Evaluation extras", lambda: bench_evaluation(base, say=progress))
             if wanted("serving"):
                 run_section(sections, "Serving", lambda: bench_serving(base, say=progress))
             if wanted("scale"):

@@ -51,8 +51,15 @@ CHECKS = {
         "latency_within_bound",
         "no_null_predictions",
         "predicts_every_class",
+        "slices_meet_min_roc_auc",
     },
-    "registered_model": {"loads_from_registry_and_matches", "no_regression_vs_champion", "automation_may_promote"},
+    "registered_model": {
+        "loads_from_registry_and_matches",
+        "serving_matches_training",
+        "no_regression_vs_champion",
+        "no_slice_regression_vs_champion",
+        "automation_may_promote",
+    },
     "live_performance": {"champion_meets_min_live_score"},
     "rollout": {
         "error_rate_within_bound",

@@ -23,6 +23,7 @@ MODEL_GATES = (
     "latency_within_bound",
     "no_null_predictions",
     "predicts_every_class",
+    "slices_meet_min_roc_auc",
 )
 """Properties of the model alone; the comparison with the champion is checked on `registered_model`."""
 
@@ -42,22 +43,26 @@ def model_evaluation(
     trained_model: CandidateModel,
     dataset_split: features_lib.TrainingData,
 ) -> dg.Output[CandidateEvaluation]:
-    """Held-out test metrics of the trained model, beside a baseline and the champion.
+    """Held-out test metrics of the trained model, beside a baseline and the champion, overall and by slice.
 
-    Accuracy, F1, ROC AUC, log loss and the confusion matrix, all on the frozen DVC-pinned holdout.
+    Accuracy, F1, ROC AUC, log loss and the confusion matrix, all on the frozen DVC-pinned holdout;
+    the gate metrics per categorical value and configured slice; permutation importances.
     """
     from ml_assets.lib import tracking
     from ml_assets.lib.evaluation import evaluate_candidate
+    from ml_assets.lib.slices import SliceOptions
 
     params = project.params()
+    settings = params.evaluation
+    spec = dataset_split.spec
     client = mlflow.client()
     champion = tracking.load_champion(client, mlflow.uri, params.registry.model_name)
     evaluation = evaluate_candidate(
         trained_model.model,
         train=dataset_split.split.train,
         holdout=dataset_split.split.test,
-        features=dataset_split.spec.features,
-        target=dataset_split.spec.target,
+        features=spec.features,
+        target=spec.target,
         champion=champion.model,
         champion_version=champion.version,
         champion_blocker=champion.blocker,
@@ -65,6 +70,15 @@ def model_evaluation(
         confidence=params.gates.confidence,
         latency_samples=params.gates.latency_samples,
         seed=params.split.seed,
+        slicing=SliceOptions(
+            features=spec.categorical if settings.slice_features is None else settings.slice_features,
+            configured=settings.slices,
+            max_values_per_feature=settings.max_values_per_feature,
+            min_rows=settings.min_slice_rows,
+            min_class_rows=settings.min_slice_class_rows,
+        ),
+        explanation_rows=settings.explanation_rows,
+        explanation_repeats=settings.explanation_repeats,
     )
     tracking.log_evaluation(
         mlflow.uri,
@@ -88,14 +102,42 @@ def model_evaluation(
             "cpu_ms_per_row": round(evaluation.latency.cpu_ms_per_row, 4),
             "wall_p95_ms": round(evaluation.latency.p95_ms, 3),
             "holdout_dvc_md5": dataset_split.holdout_md5,
-            **_plots(trained_model, dataset_split, evaluation, seed=params.split.seed),
+            **_slice_metadata(evaluation),
+            **_plots(trained_model, dataset_split, evaluation),
         },
     )
 
 
-def _plots(
-    trained: CandidateModel, data: features_lib.TrainingData, evaluation: CandidateEvaluation, *, seed: int
-) -> dict[str, Any]:
+SLICE_COLUMNS = (
+    dg.TableColumn("slice", "string", description="`feature=value` or a configured name (params.yaml)"),
+    dg.TableColumn("rows", "int"),
+    dg.TableColumn("roc_auc", "float"),
+    dg.TableColumn("f1", "float"),
+    dg.TableColumn("accuracy", "float"),
+    dg.TableColumn("champion_roc_auc", "float", description="the champion on the same rows, when comparable"),
+    dg.TableColumn("vs_champion", "float", description="candidate minus champion roc_auc"),
+    dg.TableColumn("note", "string", description="empty when judged; else why not"),
+)
+
+
+def _slice_metadata(evaluation: CandidateEvaluation) -> dict[str, Any]:
+    """The slice table and its counts, for the UI."""
+    from ml_assets.lib.slices import slice_table
+
+    report = evaluation.slices
+    if report is None:
+        return {}
+    rows = slice_table(report, champion_version=evaluation.comparison.champion_version)
+    return {
+        "slices": dg.MetadataValue.table(
+            records=[dg.TableRecord(r) for r in rows], schema=dg.TableSchema(columns=list(SLICE_COLUMNS))
+        ),
+        "slices_judged": len(report.judged),
+        "slices_not_judged": len(report.not_judged),
+    }
+
+
+def _plots(trained: CandidateModel, data: features_lib.TrainingData, evaluation: CandidateEvaluation) -> dict[str, Any]:
     """Confusion matrix, ROC and precision-recall curves, and permutation importances, as images."""
     from ml_assets.lib import plots
 
@@ -106,8 +148,11 @@ def _plots(
         "confusion_matrix": plots.confusion_matrix_png(evaluation.metrics.confusion_matrix, labels=labels),
     }
     labels_true = holdout[data.spec.target].to_numpy()
-    importances = plots.permutation_importances(trained.model, holdout, labels_true, features=features, seed=seed)
-    images["feature_importance"] = plots.feature_importance_png(importances, title="Permutation importance (holdout)")
+    if evaluation.explanation is not None:
+        images["feature_importance"] = plots.feature_importance_png(
+            evaluation.explanation.means(),
+            title=f"Permutation importance ({evaluation.explanation.rows} holdout rows)",
+        )
     if len(labels) == 2:
         scores = trained.model.predict_proba(holdout[features])[:, 1]
         positive = evaluation.metrics.classes[1]
@@ -120,9 +165,10 @@ def _plots(
     can_subset=False,
 )
 def model_gates(project: ProjectResource, model_evaluation: CandidateEvaluation) -> Iterator[dg.AssetCheckResult]:
-    """The model gates: thresholds, baseline, latency, null predictions, class coverage."""
-    verdicts = gates.judge_model(model_evaluation, limits=project.params().gates)
-    for name, verdict in verdicts.items():
+    """The model gates: thresholds, baseline, latency, null predictions, class coverage, slice floor."""
+    verdicts = gates.model_verdicts(model_evaluation, project.params().gates)
+    for name in MODEL_GATES:
+        verdict = verdicts[name]
         yield dg.AssetCheckResult(
             check_name=name,
             passed=verdict.passed,

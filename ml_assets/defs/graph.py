@@ -83,13 +83,16 @@ def _graph_code_versions() -> dict[str, str]:
     candidates = tuple(versions[f"candidate_{spec.name}"] for spec in GRAPH.training.candidates)
     versions["trained_model"] = code_version(TRAINING_CODE_VERSION, "training.selection_metric", upstream=candidates)
     versions["model_evaluation"] = code_version(
-        "1",
+        "2",  # 2: slices and permutation importances
         "gates.bootstrap_samples",
         "gates.confidence",
         "gates.latency_samples",
+        "evaluation",
         upstream=(versions["trained_model"],),
     )
-    versions["registered_model"] = code_version("1", "registry", upstream=(versions["model_evaluation"],))
+    versions["registered_model"] = code_version(  # 2: model card and explanations as run artifacts
+        "2", "registry", upstream=(versions["model_evaluation"],)
+    )
     versions["champion_model"] = code_version("1", upstream=(versions["registered_model"],))
     return versions
 

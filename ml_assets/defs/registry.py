@@ -1,8 +1,9 @@
 """Registry: registration in MLflow and promotion to `champion`, through one compare-and-set writer.
 
-A model that passed its own gates becomes a registered version (alias `challenger`). Two blocking
-checks then decide whether automation may promote it: it must be shown non-inferior to the
-champion it was compared with, and no person may have pinned the champion or rolled this version
+A model that passed its own gates becomes a registered version (alias `challenger`) with its model
+card and explanations. Blocking checks then decide whether automation may promote it: it must load
+and serve exactly what was evaluated, be shown non-inferior to the champion it was compared with,
+overall and on every slice, and no person may have pinned the champion or rolled this version
 back. Only then does `champion_model` move `champion`, and only if it still points at the version
 the comparison was made against. Every move is recorded in `champion_history`.
 """
@@ -18,6 +19,13 @@ from ml_assets.lib import features as features_lib
 from ml_assets.lib import gates
 from ml_assets.lib.evaluation import CandidateEvaluation
 from ml_assets.lib.training import CandidateModel
+
+CHECKED_AFTER_REGISTRATION = (
+    "loads_from_registry_and_matches",
+    "serving_matches_training",
+    "automation_may_promote",
+)
+"""Checks of `registered_model` that need the registered version; the model card lists them as pending."""
 
 
 @dg.asset(
@@ -38,7 +46,8 @@ def registered_model(
 ) -> dg.Output[str]:
     """The trained model as a version in the MLflow Model Registry, tagged with its lineage and aliased `challenger`.
 
-    Registering the same training setup again (same fingerprint) returns the existing version.
+    Registering the same training setup again (same fingerprint) returns the existing version. The
+    version's run carries its model card (`model_card.md`) and explanations (`explanations.json`, a chart).
     """
     from ml_assets.lib import tracking
     from ml_assets.lib.lineage import git_commit
@@ -68,8 +77,11 @@ def registered_model(
     )
     number = str(registration.version.version)
     client.set_model_version_tag(name, number, "ml_assets.compared_with", comparison.note[:4000])
-    for gate, verdict in gates.judge_model(model_evaluation, limits=params.gates).items():  # on the version's page
+    for gate, verdict in gates.model_verdicts(model_evaluation, params.gates).items():  # on the version's page
         client.set_model_version_tag(name, number, f"gate.{gate}", gates.as_tag(verdict))
+    # the card before the alias: `challenger` only ever names a version whose run holds its card
+    run_id = registration.version.run_id or trained_model.run_id
+    card = _write_model_card(project, mlflow, number, run_id, trained_model, dataset_split, model_evaluation)
     client.set_registered_model_alias(name, tracking.CHALLENGER, number)
     context.log.info(f"`{name}` v{number} is `challenger`; {comparison.note}")
     return dg.Output(
@@ -88,8 +100,73 @@ def registered_model(
             "params_hash": params.section_hash(),
             "code_version": CODE_VERSIONS["trained_model"],
             "fingerprint": trained_model.fingerprint,
+            **card,
         },
     )
+
+
+def _write_model_card(
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    version: str,
+    run_id: str,
+    trained: CandidateModel,
+    data: features_lib.TrainingData,
+    evaluation: CandidateEvaluation,
+) -> dict[str, Any]:
+    """Logs the model card and explanations to the version's MLflow run (`run_id`); returns the UI metadata."""
+    from ml_assets.lib import model_card, plots
+    from ml_assets.lib.lineage import git_commit
+    from ml_assets.lib.skew import describe_model
+
+    params = project.params()
+    limits = params.gates
+    facts = model_card.CardFacts(
+        model_name=params.registry.model_name,
+        version=version,
+        candidate=trained.name,
+        model=describe_model(trained.model),
+        run_id=run_id,
+        snapshot_md5=data.snapshot_md5,
+        holdout_md5=data.holdout_md5,
+        split_rows=data.split.sizes(),
+        numeric=data.spec.numeric,
+        categorical=data.spec.categorical,
+        target=data.spec.target,
+        code_version=CODE_VERSIONS["trained_model"],
+        params_hash=params.section_hash(),
+        git_commit=git_commit(project.locations.root),
+        intended_use=params.evaluation.model_card.intended_use,
+        limitations=params.evaluation.model_card.limitations,
+    )
+    verdicts = {**gates.model_verdicts(evaluation, limits), **gates.champion_verdicts(evaluation, limits)}
+    explanation = evaluation.explanation
+    png = None
+    if explanation is not None:
+        png = plots.feature_importance_png(explanation.means(), title="Permutation importance (holdout)")
+
+    def render(image: str | None) -> str:
+        return model_card.render_model_card(
+            facts,
+            evaluation,
+            verdicts=verdicts,
+            checked_after_registration=CHECKED_AFTER_REGISTRATION,
+            importance_image=image,
+        )
+
+    model_card.log_card_artifacts(
+        mlflow.client(),
+        run_id,
+        card=render(f"![permutation importance]({model_card.IMPORTANCE_PNG_PATH})" if png else None),
+        explanation={"model": facts.model_name, "version": version, **explanation.as_dict()} if explanation else None,
+        importance_png=png,
+    )
+    run_url = mlflow.run_url(mlflow.client().get_run(run_id).info.experiment_id, run_id)
+    return {
+        "model_card": dg.MetadataValue.md(render(plots.as_markdown_image(png, alt="importance") if png else None)),
+        "model_card_artifact": dg.MetadataValue.url(f"{run_url}/artifacts/{model_card.CARD_PATH}"),
+        "top_features": ", ".join(list(explanation.means())[:5]) if explanation else "none",
+    }
 
 
 @dg.asset_check(
@@ -127,20 +204,85 @@ def no_regression_vs_champion(
     project: ProjectResource, mlflow: MlflowResource, registered_model: str, model_evaluation: CandidateEvaluation
 ) -> dg.AssetCheckResult:
     """Not worse than the champion it was compared with, by a paired bootstrap on the same holdout."""
-    limits = project.params().gates
-    verdict = gates.non_inferior(
-        model_evaluation.comparison, margin=limits.non_inferiority_margin, min_power=limits.min_power
-    )
-    name = project.params().registry.model_name
+    return _champion_gate("no_regression_vs_champion", project, mlflow, registered_model, model_evaluation)
+
+
+@dg.asset_check(asset=registered_model, blocking=True, additional_ins={"model_evaluation": dg.AssetIn()})
+def no_slice_regression_vs_champion(
+    project: ProjectResource, mlflow: MlflowResource, registered_model: str, model_evaluation: CandidateEvaluation
+) -> dg.AssetCheckResult:
+    """No slice of the holdout clearly worse than under the champion, by more than `gates.max_slice_regression`."""
+    return _champion_gate("no_slice_regression_vs_champion", project, mlflow, registered_model, model_evaluation)
+
+
+def _champion_gate(
+    check: str,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    registered_model: str,
+    evaluation: CandidateEvaluation,
+) -> dg.AssetCheckResult:
+    """One of `gates.champion_verdicts` as a check result, also a `gate.<check>` tag on the version's page."""
+    params = project.params()
+    verdict = gates.champion_verdicts(evaluation, params.gates)[check]
     mlflow.client().set_model_version_tag(
-        name, registered_model, "gate.no_regression_vs_champion", gates.as_tag(verdict)
+        params.registry.model_name, registered_model, f"gate.{check}", gates.as_tag(verdict)
     )
     return dg.AssetCheckResult(
         passed=verdict.passed,
         metadata=verdict.metadata(),
         description=verdict.message
         if verdict.passed
-        else f"v{registered_model}: {verdict.message}; `champion` is unchanged",
+        else f"v{registered_model}: {verdict.message}; it stays `challenger` and `champion` is unchanged",
+    )
+
+
+@dg.asset_check(
+    asset=registered_model,
+    blocking=True,
+    additional_ins={"trained_model": dg.AssetIn("trained_model"), "dataset_split": dg.AssetIn("dataset_split")},
+)
+def serving_matches_training(
+    project: ProjectResource,
+    mlflow: MlflowResource,
+    registered_model: str,
+    trained_model: CandidateModel,
+    dataset_split: features_lib.TrainingData,
+) -> dg.AssetCheckResult:
+    """Served through MLflow's pyfunc scoring path (JSON `dataframe_split`), it predicts exactly what was evaluated.
+
+    No training-serving skew: the features a client's request becomes are computed by the same
+    pipeline as in training, and nothing on the way (serialization, the signature's types, a
+    custom pyfunc wrapper) changes an answer.
+    """
+    from ml_assets.lib import skew
+
+    params = project.params()
+    name = params.registry.model_name
+    spec = dataset_split.spec
+    rows = skew.skew_sample(
+        dataset_split.split.test, features=spec.features, rows=params.evaluation.skew_rows, seed=params.split.seed
+    )
+    served = skew.load_served_model(mlflow.uri, f"models:/{name}/{registered_model}")
+    report = skew.compare_served(
+        served,
+        trained_model.model,
+        rows,
+        features=spec.features,
+        classes=list(trained_model.model.classes_),
+        id_columns=params.data.id_columns,
+    )
+    message = report.message(f"`{name}` v{registered_model}")
+    return dg.AssetCheckResult(
+        passed=report.matches,
+        metadata={
+            "rows_compared": report.rows_compared,
+            "rows_differing": report.rows_differing,
+            "max_abs_difference": report.max_abs_difference,
+            "served_model": report.served_object,
+            "scoring_path": "mlflow.pyfunc.load_model + scoring_server.invocations (application/json dataframe_split)",
+        },
+        description=message if report.matches else f"{message}; `champion` is unchanged",
     )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ml_assets.lib.evaluation_params import EvaluationParams, parse_evaluation_params
+
 SELECTION_METRICS = ("accuracy", "f1", "roc_auc", "neg_log_loss")
 
 
@@ -147,6 +149,8 @@ class GateParams:
     max_cpu_ms_per_row: float
     latency_samples: int
     min_class_share: float
+    min_slice_roc_auc: float = 0.0
+    max_slice_regression: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,7 @@ class Params:
     automation: AutomationParams
     raw: Mapping[str, Any]
     serving: ServingParams = field(default_factory=ServingParams)
+    evaluation: EvaluationParams = field(default_factory=EvaluationParams)
 
     def section_hash(self, *sections: str) -> str:
         """Returns a short, stable hash of the named top-level sections (all when none named).
@@ -354,6 +359,9 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
             f"use one of {', '.join(SELECTION_METRICS)}"
         )
     split = _build(SplitParams, raw, "split")
+    gates = _build(GateParams, raw, "gates")
+    if not 0 <= gates.min_slice_roc_auc <= 1 or not 0 <= gates.max_slice_regression <= 1:
+        raise ParamsError("params.yaml: `gates.min_slice_roc_auc` and `gates.max_slice_regression` must be in [0, 1]")
     if not 0 < split.test_size < 1 or not 0 < split.validation_size < 1 - split.test_size:
         raise ParamsError(
             "params.yaml: `split.test_size` and `split.validation_size` must be in (0, 1) and sum below 1"
@@ -370,13 +378,14 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         validation=_build(ValidationParams, raw, "validation"),
         split=split,
         training=training,
-        gates=_build(GateParams, raw, "gates"),
+        gates=gates,
         registry=_build(RegistryParams, raw, "registry"),
         drift=_build(DriftParams, raw, "drift"),
         retrain=_build(RetrainParams, raw, "retrain"),
         automation=_build(AutomationParams, raw, "automation") if "automation" in raw else AutomationParams(),
         raw=dict(raw),
         serving=_build(ServingParams, raw, "serving") if "serving" in raw else ServingParams(),
+        evaluation=parse_evaluation_params(raw["evaluation"]) if "evaluation" in raw else EvaluationParams(),
     )
 
 

@@ -1,7 +1,7 @@
 """Model evaluation as pure functions on arrays and frames.
 
-Classification metrics, a paired bootstrap of a metric difference, single-row latency, and
-prediction shares.
+Classification metrics, a paired bootstrap of a metric difference, single-row latency, prediction
+shares, and (through `lib/slices.py` and `lib/explanations.py`) slices and permutation importances.
 """
 
 from __future__ import annotations
@@ -9,10 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from ml_assets.lib.explanations import GlobalExplanation
+    from ml_assets.lib.slices import SliceOptions, SliceReport
 
 Labels = Sequence[Any] | np.ndarray | pd.Series
 """True labels or predictions: a list, an array or a pandas Series."""
@@ -287,6 +291,11 @@ class ChampionComparison:
         return f"compared with champion v{self.champion_version} on the same holdout"
 
 
+def champion_probabilities(champion: Any, holdout: pd.DataFrame, *, target: str) -> np.ndarray:
+    """The champion's probabilities on the holdout, from all its columns (it may use other features)."""
+    return np.asarray(champion.predict_proba(holdout.drop(columns=[target])), dtype=float)
+
+
 def compare_with_champion(
     candidate_proba: np.ndarray,
     *,
@@ -320,7 +329,7 @@ def compare_with_champion(
     """
     y = holdout[target]
     try:
-        champion_proba = np.asarray(champion.predict_proba(holdout.drop(columns=[target])), dtype=float)
+        champion_proba = champion_probabilities(champion, holdout, target=target)
         champion_classes = list(champion.classes_)
     except Exception as error:  # any failure to score is a reason not to promote, never a pass
         blocker = f"it cannot score the current holdout ({type(error).__name__}: {error}); the schema may have changed"
@@ -342,7 +351,11 @@ def compare_with_champion(
 
 @dataclass(frozen=True)
 class CandidateEvaluation:
-    """Everything the model gates need, measured on the frozen holdout."""
+    """Everything the model gates need, measured on the frozen holdout.
+
+    `slices` holds the gate metrics per slice (None when slicing was not asked for) and
+    `explanation` the permutation importances of the input columns (None when not asked for).
+    """
 
     metrics: ClassificationMetrics
     baseline: ClassificationMetrics
@@ -351,6 +364,8 @@ class CandidateEvaluation:
     latency: LatencyStats
     null_predictions: int
     shares: dict[str, float]
+    slices: SliceReport | None = None
+    explanation: GlobalExplanation | None = None
 
 
 def evaluate_candidate(
@@ -367,6 +382,9 @@ def evaluate_candidate(
     confidence: float,
     latency_samples: int,
     seed: int,
+    slicing: SliceOptions | None = None,
+    explanation_rows: int = 0,
+    explanation_repeats: int = 5,
 ) -> CandidateEvaluation:
     """Scores a candidate, a DummyClassifier baseline and the current champion on the same holdout.
 
@@ -383,11 +401,17 @@ def evaluate_candidate(
         confidence: One-sided confidence level of the comparison.
         latency_samples: Single-row predictions to time.
         seed: Seed of the bootstrap.
+        slicing: The slices to score (the champion too, when the overall comparison was made); None for none.
+        explanation_rows: Holdout rows per shuffle for the permutation importances; 0 for none.
+        explanation_repeats: Shuffles per column for the permutation importances.
 
     Returns:
         The evaluation.
     """
     from sklearn.dummy import DummyClassifier
+
+    from ml_assets.lib.explanations import explain_globally
+    from ml_assets.lib.slices import evaluate_slices
 
     columns = list(features)
     x_holdout, y_holdout = holdout.loc[:, columns], holdout[target]
@@ -415,6 +439,31 @@ def evaluate_candidate(
             confidence=confidence,
             seed=seed,
         )
+    slices = None
+    if slicing is not None:
+        comparable = comparison.difference is not None and champion is not None
+        slices = evaluate_slices(
+            holdout,
+            target=target,
+            proba=proba,
+            classes=classes,
+            champion_proba=champion_probabilities(champion, holdout, target=target) if comparable else None,
+            options=slicing,
+            samples=bootstrap_samples,
+            confidence=confidence,
+            seed=seed,
+        )
+    explanation = None
+    if explanation_rows > 0:
+        explanation = explain_globally(
+            model,
+            holdout,
+            features=columns,
+            target=target,
+            max_rows=explanation_rows,
+            repeats=explanation_repeats,
+            seed=seed,
+        )
     predictions = np.asarray(classes, dtype=object)[np.argmax(proba, axis=1)]
     return CandidateEvaluation(
         metrics=metrics,
@@ -424,4 +473,6 @@ def evaluate_candidate(
         latency=measure_latency(model, x_holdout, samples=latency_samples),
         null_predictions=int((~np.isfinite(proba)).any(axis=1).sum()),
         shares=prediction_shares(predictions, classes=classes),
+        slices=slices,
+        explanation=explanation,
     )

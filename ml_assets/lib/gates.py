@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ml_assets.lib.evaluation import CandidateEvaluation, ChampionComparison
+
 if TYPE_CHECKING:
     from ml_assets.lib.config import GateParams
-
-from ml_assets.lib.evaluation import CandidateEvaluation, ChampionComparison
 
 
 @dataclass(frozen=True)
@@ -192,8 +192,18 @@ def predicts_every_class(shares: Mapping[str, float], *, min_share: float) -> Ga
     )
 
 
-def judge_model(evaluation: CandidateEvaluation, *, limits: GateParams) -> dict[str, GateResult]:
-    """Every gate on the model alone (the champion comparison is `non_inferior`), by check name."""
+def model_verdicts(evaluation: CandidateEvaluation, limits: GateParams) -> dict[str, GateResult]:
+    """The gates on the model alone, by check name (the blocking checks of `model_evaluation`).
+
+    Args:
+        evaluation: The candidate's evaluation.
+        limits: `gates` from params.
+
+    Returns:
+        Check name -> verdict.
+    """
+    from ml_assets.lib.slices import slices_meet_minimum  # slices.py builds on GateResult: imported here
+
     metrics = evaluation.metrics
     return {
         "meets_min_roc_auc": meets_minimum("roc_auc", metrics.roc_auc, minimum=limits.min_roc_auc),
@@ -204,6 +214,32 @@ def judge_model(evaluation: CandidateEvaluation, *, limits: GateParams) -> dict[
         "latency_within_bound": latency_within(evaluation.latency.cpu_ms_per_row, max_cpu_ms=limits.max_cpu_ms_per_row),
         "no_null_predictions": no_null_predictions(evaluation.null_predictions, rows=metrics.n_rows),
         "predicts_every_class": predicts_every_class(evaluation.shares, min_share=limits.min_class_share),
+        "slices_meet_min_roc_auc": slices_meet_minimum(evaluation.slices, minimum=limits.min_slice_roc_auc),
+    }
+
+
+def champion_verdicts(evaluation: CandidateEvaluation, limits: GateParams) -> dict[str, GateResult]:
+    """The gates against the champion, by check name (blocking checks of `registered_model`).
+
+    Args:
+        evaluation: The candidate's evaluation, with its champion comparison.
+        limits: `gates` from params.
+
+    Returns:
+        Check name -> verdict.
+    """
+    from ml_assets.lib.slices import no_slice_regression
+
+    return {
+        "no_regression_vs_champion": non_inferior(
+            evaluation.comparison, margin=limits.non_inferiority_margin, min_power=limits.min_power
+        ),
+        "no_slice_regression_vs_champion": no_slice_regression(
+            evaluation.slices,
+            evaluation.comparison,
+            tolerance=limits.max_slice_regression,
+            confidence=limits.confidence,
+        ),
     }
 
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -185,40 +184,6 @@ def as_markdown_image(png: bytes, *, alt: str) -> str:
     """Return `![alt](data:image/png;base64,...)` for `dg.MetadataValue.md`; the alt text is escaped."""
     text = " ".join(str(alt).split()).replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
     return f"![{text}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
-
-
-def permutation_importances(
-    model: Any,
-    frame: pd.DataFrame,
-    y: Sequence[Any],
-    *,
-    features: Sequence[str],
-    seed: int,
-    repeats: int = 3,
-    max_rows: int = 2000,
-) -> dict[str, float]:
-    """Each raw feature column's mean permutation importance (`sklearn.inspection.permutation_importance`).
-
-    `model` (a fitted classifier or Pipeline) is called on `frame[features]`, so a Pipeline gets one
-    importance per input column; `y` holds the labels by position. The score is ROC AUC for a binary
-    classifier that ranks, accuracy otherwise; each of the `repeats` shuffles scores a sample of at
-    most `max_rows` rows (scikit-learn's `max_samples`), seeded by `seed`, so the cost is bounded.
-    """
-    from sklearn.inspection import permutation_importance
-
-    classes = getattr(model, "classes_", ())
-    ranks = hasattr(model, "predict_proba") or hasattr(model, "decision_function")
-    scoring = "roc_auc" if len(classes) == 2 and ranks else "accuracy"
-    result: Any = permutation_importance(
-        model,
-        frame[list(features)],
-        np.asarray(y),
-        scoring=scoring,
-        n_repeats=repeats,
-        random_state=seed,
-        max_samples=min(max_rows, len(frame)),
-    )
-    return {name: float(value) for name, value in zip(features, result.importances_mean, strict=True)}
 
 
 @contextmanager

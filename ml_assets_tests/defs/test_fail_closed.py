@@ -57,7 +57,8 @@ def test_a_champion_that_cannot_score_blocks_promotion_and_the_candidate_waits_a
     broken = install_champion_that_cannot_score(trained)
     result = retrain_with_new_setup(trained)
     failed = failed_checks(result)
-    assert set(failed) == {"no_regression_vs_champion"}, failed
+    assert set(failed) == {"no_regression_vs_champion", "no_slice_regression_vs_champion"}, failed
+    assert f"cannot compare slices with champion v{broken}" in failed["no_slice_regression_vs_champion"]
     message = failed["no_regression_vs_champion"]
     assert f"cannot compare with champion v{broken}: it cannot score the current holdout" in message
     assert "approve_challenger" in message and "`champion` is unchanged" in message

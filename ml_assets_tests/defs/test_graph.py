@@ -83,12 +83,12 @@ def test_candidate_worse_than_champion_is_not_promoted(trained: Project):
     def cripple(raw):  # leave only weak features: every candidate gets clearly worse than the champion
         weak = {"customer_id", "age", "region", "churned"}
         raw["data"]["id_columns"] = [c for c in pd.read_csv(next(trained.landing.iterdir())).columns if c not in weak]
-        raw["gates"].update(min_roc_auc=0.5, min_f1=0.0, baseline_margin=0.0)
+        raw["gates"].update(min_roc_auc=0.5, min_f1=0.0, baseline_margin=0.0, min_slice_roc_auc=0.0)
 
     trained.edit_params(cripple)
     result = train(trained)
     failed = failed_checks(result)
-    assert set(failed) == {"no_regression_vs_champion"}, failed
+    assert set(failed) == {"no_regression_vs_champion", "no_slice_regression_vs_champion"}, failed
     assert "vs champion v1" in failed["no_regression_vs_champion"]
     assert "`champion` is unchanged" in failed["no_regression_vs_champion"]
     assert "champion_model" not in materialized(result)

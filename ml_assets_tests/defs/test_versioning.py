@@ -63,7 +63,7 @@ def test_reproduce_the_first_version_after_the_data_changed(trained: Project, ca
     names = [p.name for p in trained.land(batches=2, rows=400, seed=61, start="2027-07-01")]
     ingest(trained, *names)
     result = train(trained)
-    assert not failed_checks(result) or set(failed_checks(result)) == {"no_regression_vs_champion"}
+    assert set(failed_checks(result)) <= {"no_regression_vs_champion", "no_slice_regression_vs_champion"}
     assert first.tags["dvc.snapshot_md5"] not in (trained.root / "dvc.lock").read_text()  # the data moved on
 
     assert cli.reproduce(trained.root, "1") == 0

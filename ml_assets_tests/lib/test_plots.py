@@ -242,6 +242,13 @@ def _pipeline(frame: pd.DataFrame, estimator: object) -> object:
 FEATURES = ["signal", "noise", "color"]
 
 
+def _importances(model: object, held_out: pd.DataFrame, **options: object) -> dict[str, float]:
+    from ml_assets.lib.explanations import explain_globally
+
+    settings = {"features": FEATURES, "target": "target", "max_rows": 2000, "repeats": 3, "seed": 0} | options
+    return explain_globally(model, held_out, **settings).means()  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("estimator", ["logistic", "forest"])
 def test_permutation_ranks_the_informative_feature_above_noise(estimator: str) -> None:
     from sklearn.ensemble import RandomForestClassifier
@@ -251,9 +258,8 @@ def test_permutation_ranks_the_informative_feature_above_noise(estimator: str) -
         _churn(1_500, 0),
         LogisticRegression() if estimator == "logistic" else RandomForestClassifier(n_estimators=30, random_state=0),
     )
-    held_out = _churn(1_000, 1)
-    importances = P.permutation_importances(model, held_out, held_out["target"], features=FEATURES, seed=0)
-    assert list(importances) == FEATURES
+    importances = _importances(model, _churn(1_000, 1))
+    assert set(importances) == set(FEATURES) and next(iter(importances)) == "signal"
     assert importances["signal"] > 0.2  # ROC AUC drops from ~0.95 towards 0.5
     assert importances["signal"] > 10 * max(abs(importances["noise"]), abs(importances["color"]), 1e-3)
     assert P.feature_importance_png(importances).startswith(PNG)
@@ -264,19 +270,22 @@ def test_permutation_is_deterministic_and_subsamples() -> None:
 
     model = _pipeline(_churn(1_000, 0), LogisticRegression())
     held_out = _churn(5_000, 1)
-    options = {"features": FEATURES, "seed": 3, "max_rows": 500}
-    first = P.permutation_importances(model, held_out, held_out["target"].to_numpy(), **options)
-    assert first == P.permutation_importances(model, held_out, held_out["target"].to_numpy(), **options)
-    assert first != P.permutation_importances(model, held_out, held_out["target"].to_numpy(), **options | {"seed": 4})
-    full = P.permutation_importances(model, held_out, held_out["target"], features=FEATURES, seed=3, max_rows=5_000)
-    assert first != full  # the subsample is really a subsample
+    first = _importances(model, held_out, seed=3, max_rows=500)
+    assert first == _importances(model, held_out, seed=3, max_rows=500)
+    assert first != _importances(model, held_out, seed=4, max_rows=500)
+    assert first != _importances(model, held_out, seed=3, max_rows=5_000)  # the subsample is really a subsample
 
 
-def test_permutation_scores_multiclass_models_by_accuracy() -> None:
+def test_permutation_scores_multiclass_models_by_one_vs_rest_roc_auc() -> None:
     from sklearn.linear_model import LogisticRegression
+
+    from ml_assets.lib.explanations import explain_globally
 
     model = _pipeline(_churn(1_500, 0, classes=("low", "mid", "high")), LogisticRegression())
     held_out = _churn(1_000, 1, classes=("low", "mid", "high"))
-    importances = P.permutation_importances(model, held_out, held_out["target"], features=FEATURES, seed=0)
-    assert 0.2 < importances["signal"] < 1.0  # an accuracy drop
+    explanation = explain_globally(
+        model, held_out, features=FEATURES, target="target", max_rows=2000, repeats=3, seed=0
+    )
+    importances = explanation.means()
+    assert explanation.scoring == "roc_auc_ovr" and 0.1 < importances["signal"] < 0.5  # a macro AUC drop
     assert abs(importances["noise"]) < 0.05
