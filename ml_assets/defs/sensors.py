@@ -75,6 +75,10 @@ class LandingCursor:
 def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource) -> dg.SensorResult:
     """Validates each complete landed file with new content, and again any batch whose validation never finished.
 
+    Never finished: cut mid-validation (a crash, a killed run), or its run failed before it
+    started (a code server that did not answer the queue). Each is requested again up to
+    three times; then the sensor says so and a person looks at the batch's runs.
+
     Run keys are the content md5, so the same bytes never start a second run, whatever the file is
     called and even if the cursor is lost; a batch that `make run` (or a person) already validated
     or quarantined is not taken again: the batch ledger in Dagster's event log is shared.
@@ -109,26 +113,34 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
                 tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": version, "ml_assets/file": name[:200]},
             )
         )
+    known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
+    # Validate again what never finished: a validation that was cut (a crash, a killed run: the
+    # ledger says pending), and a file whose run failed before `landed_batch` (the queue could not
+    # launch it): the file is a known partition but the ledger has no entry for it.
+    unfinished = {e.batch: e.landed_md5 for e in ledger.values() if e.status == "pending"}
+    for key in sorted(known - set(ledger)):
+        batch_file = find_landed_file(landing, key)
+        if batch_file is not None:
+            unfinished[key] = batch_version(batch_file, label_files(landing, batch_file))
     requested = {r.partition_key for r in requests}
     gave_up = []
-    for entry in ledger.values():  # a validation that never finished (a crash, a killed run): again
-        if entry.status != "pending" or entry.batch in busy or entry.batch in requested:
+    for batch, md5 in sorted(unfinished.items()):
+        if batch in busy or batch in requested:
             continue
-        attempt = cursor.attempts.get(entry.batch, 0) + 1
+        attempt = cursor.attempts.get(batch, 0) + 1
         if attempt > MAX_VALIDATION_ATTEMPTS:
-            gave_up.append(entry.batch)
+            gave_up.append(batch)
             continue
-        cursor.attempts[entry.batch] = attempt
+        cursor.attempts[batch] = attempt
         requests.append(
             dg.RunRequest(
-                run_key=f"batch:{entry.landed_md5}:retry{attempt}",
-                partition_key=entry.batch,
-                tags={TRIGGER_TAG: "revalidate", "ml_assets/batch_md5": entry.landed_md5},
+                run_key=f"batch:{md5}:retry{attempt}",
+                partition_key=batch,
+                tags={TRIGGER_TAG: "revalidate", "ml_assets/batch_md5": md5},
             )
         )
-    cursor.attempts = {k: v for k, v in cursor.attempts.items() if ledger.get(k) and ledger[k].status == "pending"}
+    cursor.attempts = {k: v for k, v in cursor.attempts.items() if k in unfinished}
     cursor.scan = found.state.to_json()
-    known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
     to_add = sorted({b.key for b in found.new} - known)
     notes = [f"{name}: {why}" for name, why in {**found.waiting, **list_landing(landing).ignored}.items()]
     if found.more:

@@ -16,7 +16,7 @@ from ml_assets.defs.sensors import landing_sensor
 from ml_assets.lib import promotion, tracking
 from ml_assets_tests.conftest import Project
 from ml_assets_tests.defs.test_graph import MODEL
-from ml_assets_tests.defs.test_sensors import tick
+from ml_assets_tests.defs.test_sensors import skipped, tick
 from ml_assets_tests.graph import failed_checks, ingest, materialize, materialized, train
 
 
@@ -166,6 +166,25 @@ def test_a_validation_that_never_finished_is_validated_again(project: Project):
     assert again.run_key.endswith(":retry1")
     ingest(project, batch.name)
     assert tick(landing_sensor, project, cursor=found.cursor).run_requests == []
+
+
+def test_a_batch_whose_run_failed_before_it_started_is_requested_again_then_named(project: Project):
+    """The soak's lost batches: the queue could not launch the run (a code server timeout), so the
+    run failed before `landed_batch` and the ledger has no entry; the sensor must not forget the file."""
+    [batch] = project.land(batches=1, rows=200)
+    first = tick(landing_sensor, project)
+    [request] = first.run_requests
+    project.instance.add_dynamic_partitions("landing_batches", [batch.name])  # what the tick's result does
+    cursor = first.cursor
+    for attempt in (1, 2, 3):  # no run ever materializes `landed_batch`: each tick asks again, with a new key
+        found = tick(landing_sensor, project, cursor=cursor)
+        [again] = found.run_requests
+        assert again.partition_key == batch.name and again.tags["ml_assets/trigger"] == "revalidate"
+        assert again.run_key == f"{request.run_key}:retry{attempt}"
+        cursor = found.cursor
+    given_up = tick(landing_sensor, project, cursor=cursor)
+    assert given_up.run_requests == []
+    assert f"validation of {batch.name} failed 3 times; see their runs" in skipped(given_up)
 
 
 def test_odd_names_map_to_safe_keys_and_validate(project: Project):
