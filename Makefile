@@ -75,18 +75,18 @@ reproduce: install ## Retrain a registered version from its DVC data and params 
 	@test -n "$(VERSION)" || { echo "usage: make reproduce VERSION=N"; exit 2; }
 	$(BIN)/python -m ml_assets.cli reproduce --version $(VERSION)
 
-# The suite runs on every core (pytest-xdist; with work stealing an idle worker takes tests queued
-# for a busy one); TEST_WORKERS=0 runs it in one process, e.g. to debug.
+# The suite runs on every core (pytest-xdist); tests marked with one `xdist_group` share a worker, so
+# a module-scoped server profile starts once. TEST_WORKERS=0 runs it in one process, e.g. to debug.
 TEST_WORKERS ?= auto
 
 test: install ## Run the whole test suite, on every core, and print the slowest tests
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 screenshots: install ## Refresh the README screenshots (docs/screenshots) with the browser test
 	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py
 
 test-fast: install ## Run the tests that need no daemon or browser
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: install ## Lint, check formatting and types
 	$(BIN)/ruff check .

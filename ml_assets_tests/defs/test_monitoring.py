@@ -63,7 +63,7 @@ def test_rollback_only_to_a_credibly_better_version_which_then_never_comes_back(
     def weak_but_promoted(raw):  # v2 sees only weak features and is let through every gate
         raw["data"]["id_columns"] = [c for c in columns if c not in {"customer_id", "age", "region", "churned"}]
         raw["gates"].update(min_roc_auc=0.0, min_f1=0.0, baseline_margin=-1.0, non_inferiority_margin=1.0)
-        raw["gates"].update(min_class_share=0.0)
+        raw["gates"].update(min_class_share=0.0, min_slice_roc_auc=0.0, max_slice_regression=1.0)
 
     trained.edit_params(weak_but_promoted)
     weak_params = (trained.root / "params.yaml").read_text()

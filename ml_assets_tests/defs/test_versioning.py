@@ -30,7 +30,10 @@ def test_unchanged_data_and_code_train_and_register_nothing(trained: Project):
     runs_before = {r.info.run_id for r in mlflow_runs(trained)}
     second = train(trained)
     assert second.success
-    assert {r.info.run_id for r in mlflow_runs(trained)} == runs_before  # no new MLflow run: nothing trained
+    # nothing trained: the only new MLflow run is the Dagster run's own (dagster-mlflow's parent run), empty
+    [parent] = [r for r in mlflow_runs(trained) if r.info.run_id not in runs_before]
+    assert parent.data.tags["dagster_run_id"] == second.run_id and parent.data.tags["ml_assets.role"] == "dagster_run"
+    assert not parent.data.metrics
     for name in ("logistic_regression", "random_forest", "hist_gradient_boosting"):
         assert metadata_of(second, f"candidate_{name}")["reused"] is True
     assert metadata_of(second, "registered_model")["newly_registered"] is False

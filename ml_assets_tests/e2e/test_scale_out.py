@@ -26,7 +26,8 @@ from ml_assets.lib.demo_data import write_demo_batches
 from ml_assets_tests.conftest import REPO, _new_project_files
 from ml_assets_tests.e2e.harness import Profile, devserver, free_ports, launch_job, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the module brings the whole profile up once
+# The module brings the whole profile up once: its tests share one pytest-xdist worker (`--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("scale_out")]
 
 MODEL = "churn_classifier"
 
