@@ -31,7 +31,8 @@ import yaml
 
 from ml_assets_tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+# The module-scoped rollout is shared by its tests in order: one pytest-xdist worker (`--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serving_e2e")]
 
 MODEL = "churn_classifier"
 STARTUP_TIMEOUT = 180.0
