@@ -262,14 +262,11 @@ def test_the_champion_is_served_and_malformed_requests_get_a_4xx_with_a_message(
     assert status["version"] == "1" and status["candidate_version"] is None and status["model"] == MODEL
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="since the slices merge v2 is not always put in canary/shadow (3 of the last 4 runs on main); "
-    "cause not found yet: see the closing note of 2026-11-25",
-)
 def test_a_faulty_canary_rolls_back_and_clients_see_no_more_than_its_share_of_errors(served: Served):
     set_champion(served.tracking_uri, "2")
-    wait_for("v2's canary", lambda: served.rollout()["candidate_version"] == "2", timeout=STARTUP_TIMEOUT)
+    wait_for(
+        "v2's canary", lambda: served.rollout()["candidate_version"] == "2", timeout=STARTUP_TIMEOUT, served=served
+    )
     rng = random.Random(7)
     answers: list[Answer] = []
 
@@ -309,15 +306,12 @@ def test_a_faulty_canary_rolls_back_and_clients_see_no_more_than_its_share_of_er
     assert reports[1]["candidate_share"] == CANARY_SHARE
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="since the slices merge v2 is not always put in canary/shadow (3 of the last 4 runs on main); "
-    "cause not found yet: see the closing note of 2026-11-25",
-)
 def test_shadow_logs_agreement_then_a_healthy_version_is_promoted(served: Served):
     edit_serving(served.root, mode="shadow")  # read again when the next rollout starts
     set_champion(served.tracking_uri, "3")
-    wait_for("v3 in shadow", lambda: served.rollout()["candidate_version"] == "3", timeout=STARTUP_TIMEOUT)
+    wait_for(
+        "v3 in shadow", lambda: served.rollout()["candidate_version"] == "3", timeout=STARTUP_TIMEOUT, served=served
+    )
     assert served.rollout()["shadow"] is True
     rng = random.Random(11)
     seen: list[Answer] = []
