@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ml_assets.lib.evaluation_params import EvaluationParams, parse_evaluation_params
+from ml_assets.lib.evaluation_params import EvaluationParams, evaluation_fields
 
 SELECTION_METRICS = ("accuracy", "f1", "roc_auc", "neg_log_loss")
 
@@ -35,6 +35,10 @@ class DataParams:
     target: str
     id_columns: tuple[str, ...] = ()
     feature_types: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id_columns", tuple(self.id_columns or ()))
+        object.__setattr__(self, "feature_types", dict(self.feature_types or {}))
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,9 @@ class CandidateSpec:
 
     def configurations(self) -> list[dict[str, Any]]:
         """Every configuration of the search space, in grid order (`params` overlaid by each combination)."""
-        from itertools import product
+        from sklearn.model_selection import ParameterGrid
 
-        keys = sorted(self.search)
-        return [
-            {**self.params, **dict(zip(keys, values, strict=True))}
-            for values in product(*(self.search[k] for k in keys))
-        ]
+        return [{**self.params, **combination} for combination in ParameterGrid(dict(self.search))]
 
     def with_params(self, params: Mapping[str, Any]) -> CandidateSpec:
         """The same family pinned to one configuration (no search), e.g. the one a run chose."""
@@ -336,7 +336,6 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     Raises:
         ParamsError: A section or key is missing, unknown, or of the wrong kind.
     """
-    data_raw = _section(raw, "data")
     training_raw = _section(raw, "training")
     candidates_raw = training_raw.get("candidates")
     if not isinstance(candidates_raw, Mapping) or not candidates_raw:
@@ -347,12 +346,7 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         raise ParamsError(
             "params.yaml: `training.search` needs factor >= 2 and 1 <= min_rows <= max_rows (max_rows may be null)"
         )
-    unknown = sorted(set(training_raw) - {"selection_metric", "candidates", "search"})
-    if unknown:
-        raise ParamsError(
-            f"params.yaml: unknown key(s) {unknown} in `training`; allowed: candidates, search, selection_metric"
-        )
-    training = TrainingParams(selection_metric=training_raw["selection_metric"], candidates=candidates, search=search)
+    training = _build(TrainingParams, raw, "training", candidates=candidates, search=search)
     if training.selection_metric not in SELECTION_METRICS:
         raise ParamsError(
             f"params.yaml: `training.selection_metric` is `{training.selection_metric}`; "
@@ -367,13 +361,7 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
             "params.yaml: `split.test_size` and `split.validation_size` must be in (0, 1) and sum below 1"
         )
     return Params(
-        data=_build(
-            DataParams,
-            raw,
-            "data",
-            id_columns=tuple(data_raw.get("id_columns") or ()),
-            feature_types=dict(data_raw.get("feature_types") or {}),
-        ),
+        data=_build(DataParams, raw, "data"),
         demo=_build(DemoParams, raw, "demo"),
         validation=_build(ValidationParams, raw, "validation"),
         split=split,
@@ -385,7 +373,9 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         automation=_build(AutomationParams, raw, "automation") if "automation" in raw else AutomationParams(),
         raw=dict(raw),
         serving=_build(ServingParams, raw, "serving") if "serving" in raw else ServingParams(),
-        evaluation=parse_evaluation_params(raw["evaluation"]) if "evaluation" in raw else EvaluationParams(),
+        evaluation=_build(EvaluationParams, raw, "evaluation", **evaluation_fields(_section(raw, "evaluation")))
+        if "evaluation" in raw
+        else EvaluationParams(),
     )
 
 

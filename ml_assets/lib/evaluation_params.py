@@ -1,7 +1,8 @@
 """The `evaluation` section of `params.yaml`: slices, explanations, the serving-skew sample, the model card.
 
 Kept beside `config.py` (which holds every other section) so that each stays a file one can read
-whole; `config.parse_params` calls `parse_evaluation_params`.
+whole; `config.parse_params` builds `EvaluationParams` as it builds every section, with the values
+`evaluation_fields` parses in place.
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ class EvaluationParams:
     skew_rows: int = 200
     model_card: ModelCardParams = field(default_factory=ModelCardParams)
 
+    def __post_init__(self) -> None:
+        from ml_assets.lib.config import ParamsError
+
+        counts = "max_values_per_feature", "min_slice_rows", "min_slice_class_rows", "explanation_repeats", "skew_rows"
+        if any(not isinstance(getattr(self, k), int) or getattr(self, k) < 1 for k in counts):
+            raise ParamsError(f"params.yaml: `evaluation.{'`, `'.join(counts)}` must be positive integers")
+        if not isinstance(self.explanation_rows, int) or self.explanation_rows < 0:
+            raise ParamsError("params.yaml: `evaluation.explanation_rows` must be a non-negative integer (0 = none)")
+
 
 def check_slice_query(name: str, query: str) -> None:
     """Raises `ParamsError` unless `query` parses as a `DataFrame.query` expression without `@` locals.
@@ -80,25 +90,22 @@ def check_slice_query(name: str, query: str) -> None:
         ) from error
 
 
-def parse_evaluation_params(section: Mapping[str, Any]) -> EvaluationParams:
-    """Validates the `evaluation` section of `params.yaml`.
+def evaluation_fields(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Parses the values of the `evaluation` section that are more than a number or a name.
 
     Args:
         section: The section as parsed from YAML.
 
     Returns:
-        The typed parameters.
+        `slices`, `slice_features` and `model_card`, typed, to build `EvaluationParams` with.
 
     Raises:
-        ParamsError: A key is unknown or of the wrong kind, or a slice is malformed (named in the message).
+        ParamsError: A slice or the model card is malformed (named in the message).
     """
     from ml_assets.lib.config import ParamsError
 
-    if not isinstance(section, Mapping):
-        raise ParamsError("params.yaml: section `evaluation` must be a mapping")
-    options = dict(section)
     slices: list[SliceSpec] = []
-    for entry in options.pop("slices", None) or []:
+    for entry in section.get("slices") or []:
         if not isinstance(entry, Mapping) or set(entry) != {"name", "query"}:
             raise ParamsError(f"params.yaml: `evaluation.slices` entry `{entry}` must have exactly `name` and `query`")
         name, query = str(entry["name"]), str(entry["query"])
@@ -109,20 +116,11 @@ def parse_evaluation_params(section: Mapping[str, Any]) -> EvaluationParams:
             )
         check_slice_query(name, query)
         slices.append(SliceSpec(name, query))
-    features = options.pop("slice_features", None)
-    try:
-        card = ModelCardParams(**{k: str(v).strip() for k, v in (options.pop("model_card", None) or {}).items()})
-        params = EvaluationParams(
-            **options,
-            slices=tuple(slices),
-            model_card=card,
-            slice_features=None if features is None else tuple(features),
-        )
-    except (TypeError, AttributeError) as error:
-        raise ParamsError(f"params.yaml: section `evaluation`: {error}") from error
-    counts = ("max_values_per_feature", "min_slice_rows", "min_slice_class_rows", "explanation_repeats", "skew_rows")
-    if any(not isinstance(getattr(params, k), int) or getattr(params, k) < 1 for k in counts):
-        raise ParamsError(f"params.yaml: `evaluation.{'`, `'.join(counts)}` must be positive integers")
-    if not isinstance(params.explanation_rows, int) or params.explanation_rows < 0:
-        raise ParamsError("params.yaml: `evaluation.explanation_rows` must be a non-negative integer (0 = none)")
-    return params
+    card, features = section.get("model_card") or {}, section.get("slice_features")
+    if not isinstance(card, Mapping) or not set(card) <= {"intended_use", "limitations"}:
+        raise ParamsError("params.yaml: `evaluation.model_card` takes `intended_use` and `limitations` (text)")
+    return {
+        "slices": tuple(slices),
+        "slice_features": None if features is None else tuple(features),
+        "model_card": ModelCardParams(**{k: str(v).strip() for k, v in card.items()}),
+    }
