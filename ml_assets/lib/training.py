@@ -99,16 +99,19 @@ def _iterations(estimator: Any) -> int | None:
     return len(trees) if trees is not None else None
 
 
-def _fit(estimator: Any, x: np.ndarray, y: np.ndarray, positions: np.ndarray) -> Any:
+def _rows(x: np.ndarray, y: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows at `positions` (no copy when they are all the rows, in order)."""
+    return (x, y) if len(positions) == len(x) else (x[positions], y[positions])
+
+
+def _fit(estimator: Any, x: np.ndarray, y: np.ndarray) -> Any:
     from threadpoolctl import threadpool_limits
 
     # One thread per fit: candidates run in parallel processes, and OpenMP threads of several
     # processes spinning on two cores slow a fit down by orders of magnitude. Also bit-for-bit
     # reproducible whatever the machine's core count.
     with threadpool_limits(limits=1):
-        if len(positions) == len(x):
-            return estimator.fit(x, y)
-        return estimator.fit(x[positions], y[positions])
+        return estimator.fit(x, y)
 
 
 PARALLEL_MIN_ROWS = 20_000
@@ -116,18 +119,12 @@ PARALLEL_MIN_ROWS = 20_000
 
 
 def _fit_and_score(
-    estimator: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    positions: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    metric: str,
+    estimator: Any, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, metric: str
 ) -> tuple[Any, float, float]:
     from ml_assets.lib.evaluation import classification_metrics
 
     started = time.perf_counter()
-    fitted = _fit(estimator, x, y, positions)
+    fitted = _fit(estimator, x, y)
     score = classification_metrics(y_val, fitted.predict_proba(x_val), classes=list(fitted.classes_)).get(metric)
     return fitted, float(score), time.perf_counter() - started
 
@@ -136,26 +133,23 @@ def _fit_rung(
     estimators: list[Any],
     x: np.ndarray,
     y: np.ndarray,
-    positions: np.ndarray,
     x_val: np.ndarray,
     y_val: np.ndarray,
     *,
     metric: str,
     n_jobs: int,
 ) -> list[tuple[Any, float, float]]:
-    """Fits and scores a rung's configurations, in `n_jobs` worker processes when more than one.
+    """Fits and scores a rung's configurations on the rung's rows, in `n_jobs` worker processes when more than one.
 
     Each fit is single-threaded and seeded, so where it runs does not change a bit of the result;
     joblib shares the training matrix with the workers through a memory map instead of copying it.
     """
     if n_jobs <= 1:
-        return [_fit_and_score(e, x, y, positions, x_val, y_val, metric) for e in estimators]
+        return [_fit_and_score(e, x, y, x_val, y_val, metric) for e in estimators]
     from joblib import Parallel, delayed
 
-    x_rung, y_rung = (x, y) if len(positions) == len(x) else (x[positions], y[positions])
-    every = np.arange(len(x_rung))
     results = Parallel(n_jobs=n_jobs, backend="loky")(
-        delayed(_fit_and_score)(e, x_rung, y_rung, every, x_val, y_val, metric) for e in estimators
+        delayed(_fit_and_score)(e, x, y, x_val, y_val, metric) for e in estimators
     )
     return list(results)  # type: ignore[arg-type]  # joblib's stubs type it as a generator of optionals
 
@@ -190,7 +184,7 @@ def train_candidate(
 
     x = np.asarray(preprocessor.transform(train[list(features.features)]))
     y = train[features.target].to_numpy()
-    estimator = _fit(build_estimator(spec, seed=seed), x, y, subsample_rows(len(x), rows, seed=seed))
+    estimator = _fit(build_estimator(spec, seed=seed), *_rows(x, y, subsample_rows(len(x), rows, seed=seed)))
     return Pipeline([("preprocess", preprocessor), ("model", estimator)])
 
 
@@ -323,16 +317,8 @@ def search_candidate(
         positions = subsample_rows(len(x_train), rows, seed=seed)
         rung_started = time.perf_counter()
         jobs = schedule.n_jobs if len(alive) > 1 and len(positions) >= PARALLEL_MIN_ROWS else 1
-        fits = _fit_rung(
-            [build_estimator(spec.with_params(configs[index]), seed=seed) for index in alive],
-            x_train,
-            y_train,
-            positions,
-            x_val,
-            y_val,
-            metric=metric,
-            n_jobs=jobs,
-        )
+        estimators = [build_estimator(spec.with_params(configs[index]), seed=seed) for index in alive]
+        fits = _fit_rung(estimators, *_rows(x_train, y_train, positions), x_val, y_val, metric=metric, n_jobs=jobs)
         scored: list[tuple[float, int]] = []
         for index, (estimator, score, seconds) in zip(alive, fits, strict=True):
             trials.append(
