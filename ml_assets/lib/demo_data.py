@@ -6,7 +6,7 @@ and an imbalanced binary label (about 20% churners). The label follows a logisti
 the features plus noise, so a good classifier reaches a ROC AUC of roughly 0.80-0.88 while
 a dummy one stays at 0.5.
 
-Two knobs simulate a changing world without making the data invalid:
+Three knobs simulate a changing world without making the data invalid:
 
 * `covariate_drift` (0 = none, 1 = strong) moves the feature distributions (shorter tenure,
   higher charges, more support calls, more month-to-month contracts) but keeps every value
@@ -298,21 +298,17 @@ def write_demo_batches(
     Raises:
         ValueError: If `batches`, `bad` or `fmt` is invalid.
     """
-    if batches < 1:
+    if batches < 1:  # `rows_per_batch` and `bad` are checked by `generate_batch` and `corrupt_batch`
         raise ValueError(f"batches={batches}: must be at least 1")
-    if rows_per_batch < 1:
-        raise ValueError(f"rows_per_batch={rows_per_batch}: must be at least 1")
     if fmt not in FORMATS:
         raise ValueError(f"fmt={fmt!r}: use one of {', '.join(FORMATS)}")
-    if bad is not None and bad not in BAD_BATCH_KINDS:
-        raise ValueError(f"bad={bad!r}: use one of {', '.join(BAD_BATCH_KINDS)} (or leave it unset)")
 
     landing_dir = Path(landing_dir)
     landing_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     day = start_date
     for index in range(batches):
-        while _batch_exists(landing_dir, day):
+        while any((landing_dir / f"batch_{day.isoformat()}.{ext}").exists() for ext in FORMATS):
             day += datetime.timedelta(days=1)
         batch_seed = _derive_seed(seed, index)
         df = generate_batch(
@@ -326,7 +322,12 @@ def write_demo_batches(
         if bad is not None:
             df = corrupt_batch(df, kind=bad, seed=batch_seed)
         path = landing_dir / f"batch_{day.isoformat()}.{fmt}"
-        _write_atomically(df, path, fmt=fmt)
+        tmp = path.with_name(f".{path.name}.tmp")  # hidden, then renamed into place
+        try:
+            (df.to_csv if fmt == "csv" else df.to_parquet)(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         written.append(path)
         day += datetime.timedelta(days=1)
     return written
@@ -352,14 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.0, help="covariate drift, 0..1")
     parser.add_argument("--label-shift", type=float, default=0.0)
     parser.add_argument("--concept-drift", type=float, default=0.0, help="0..1: 1 reverses how features drive churn")
-    parser.add_argument("--bad", choices=BAD_BATCH_KINDS, default=None)
+    parser.add_argument("--bad", choices=BAD_BATCH_KINDS)
     parser.add_argument("--format", choices=FORMATS, default="csv", dest="fmt")
-    parser.add_argument(
-        "--start-date",
-        type=datetime.date.fromisoformat,
-        default=None,
-        help="date of the first batch, YYYY-MM-DD (default: today)",
-    )
+    parser.add_argument("--start-date", type=datetime.date.fromisoformat, help="first batch's day (default: today)")
     args = parser.parse_args(argv)
     try:
         paths = write_demo_batches(
@@ -397,24 +393,6 @@ def _customer_ids(n_rows: int, *, seed: int, batch_date: datetime.date) -> np.nd
     tag = hashlib.sha256(f"{seed}:{batch_date.isoformat()}".encode()).hexdigest()[:6]
     prefix = f"C{batch_date:%Y%m%d}-{tag}-"
     return np.array([f"{prefix}{i:05d}" for i in range(n_rows)], dtype=object)
-
-
-def _batch_exists(landing_dir: Path, day: datetime.date) -> bool:
-    """Tell whether any batch file for `day` is already in the landing folder."""
-    return any((landing_dir / f"batch_{day.isoformat()}.{ext}").exists() for ext in FORMATS)
-
-
-def _write_atomically(df: pd.DataFrame, path: Path, *, fmt: str) -> None:
-    """Write `df` to a hidden temporary file next to `path`, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        if fmt == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
