@@ -256,6 +256,7 @@ def bench_validation(base: Path) -> Section:
     from ml_assets.lib.config import load_params
     from ml_assets.lib.demo_data import generate_batch
     from ml_assets.lib.snapshot import read_landed_batch
+    from ml_assets.lib.suite_inference import InferenceSpec
 
     section = Section("Batch validation (Great Expectations 1.x, the gx/ project's checkpoint)")
     already = "great_expectations" in sys.modules
@@ -276,7 +277,7 @@ def bench_validation(base: Path) -> Section:
     params = load_params(REPO / "params.yaml")
     root = base / "gx_project"
     shutil.copytree(REPO / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
-    spec = validation.InferenceSpec.from_params(params)
+    spec = InferenceSpec.from_params(params)
     runs = iter(range(10_000))
 
     def checkpoint_run() -> validation.ValidationReport:

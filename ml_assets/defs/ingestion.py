@@ -15,7 +15,8 @@ from ml_assets.defs.graph import OWNERS, RETRY, TRAINING_POOL
 from ml_assets.defs.resources import ProjectResource
 from ml_assets.lib import snapshot as snapshot_lib
 from ml_assets.lib.landing import batch_version, find_landed_file, incomplete_reason, label_files
-from ml_assets.lib.validation import CHECK_CATEGORIES, CheckVerdict
+from ml_assets.lib.suite_inference import CHECK_CATEGORIES, InferenceSpec
+from ml_assets.lib.validation import CheckVerdict
 
 LANDING_PARTITIONS = "landing_batches"
 landing_batches = dg.DynamicPartitionsDefinition(name=LANDING_PARTITIONS)
@@ -135,7 +136,7 @@ def landed_batch_expectations(
 
     params = project.params()
     batch, suite_path = context.partition_key, params.validation.suite_path
-    spec = validation.InferenceSpec.from_params(params)
+    spec = InferenceSpec.from_params(params)
     report = validation.validate_batch(
         landed_batch,
         root=project.path("."),

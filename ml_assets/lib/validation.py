@@ -1,11 +1,11 @@
-r"""Batch validation with the file-backed Great Expectations 1.x project in `gx/`, and suite inference.
+r"""Batch validation with the file-backed Great Expectations 1.x project in `gx/`.
 
 `gx.get_context(mode="file", project_root_dir=ROOT)` opens the project (README, "Great
 Expectations"): a pandas dataframe asset, the suite `landed_batch` and its twin
 `landed_batch_unlabelled` (no expectation on the target), and a validation definition and
 checkpoint for each; a checkpoint validates, then builds Data Docs. Each expectation's
 `meta.check` is one of `CHECK_CATEGORIES`, each category one blocking Dagster check. A missing
-suite is inferred from the first batch (GX 1.x has no profiler), which is then judged only by what
+suite is inferred from the first batch (`suite_inference.py`), which is then judged only by what
 params.yaml fixes: `INFERRED_CHECKS` are "not judged", and if it fails the others the suite is
 deleted again. The committed demo suite is reproduced from the repository root by::
 
@@ -20,66 +20,24 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import os
 import sys
 import urllib.parse
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import pandas as pd
+
+from ml_assets.lib.suite_inference import CHECK_CATEGORIES, INFERRED_CHECKS, InferenceSpec, infer_suite, normalize_frame
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.data_context.data_context.file_data_context import FileDataContext
 
-    from ml_assets.lib.config import Params
-
-CHECK_CATEGORIES = (
-    "columns_and_dtypes",
-    "null_limits",
-    "numeric_ranges",
-    "categorical_domains",
-    "target",
-    "row_count",
-    "duplicates",
-)
-INFERRED_CHECKS = frozenset({"columns_and_dtypes", "numeric_ranges", "categorical_domains"})
-"""Categories whose expectations come from the data itself: not judged on the batch they came from."""
 DATA_SOURCE, DATA_ASSET, BATCH_DEFINITION, DATA_DOCS_SITE = "ml_assets", "landed_batch", "whole_frame", "local_site"
 UNLABELLED_SUFFIX = "_unlabelled"
-_SIZES = ("8", "16", "32", "64")
-NUMERIC_TYPE_LIST = (  # type names GX compares with a column's dtype (object columns: per value)
-    *(f"{kind}{size}" for kind in ("int", "uint") for size in _SIZES),
-    *("float16", "float32", "float64"),
-    *(f"{kind}{size}Dtype" for kind in ("Int", "UInt") for size in _SIZES),
-    *("Float32Dtype", "Float64Dtype", "int", "float"),
-)
-_TYPE_LISTS = {"numeric": NUMERIC_TYPE_LIST, "string": ("str", "StringDtype"), "boolean": ("bool", "BooleanDtype")}
 Status = Literal["passed", "failed", "not_judged", "skipped"]
-
-
-@dataclass(frozen=True)
-class InferenceSpec:
-    """What suite inference needs from params.yaml (`data` and `validation`)."""
-
-    target: str
-    id_columns: Sequence[str]
-    feature_types: Mapping[str, str]
-    min_rows: int
-    max_null_fraction: float
-    max_duplicate_fraction: float
-    min_classes: int
-
-    @classmethod
-    def from_params(cls, params: Params) -> InferenceSpec:
-        """The spec in params.yaml."""
-        d, v = params.data, params.validation
-        limits = (v.min_rows, v.max_null_fraction, v.max_duplicate_fraction, v.min_classes)
-        return cls(d.target, d.id_columns, d.feature_types, *limits)
 
 
 @dataclass(frozen=True)
@@ -204,47 +162,6 @@ def save_suites(context: FileDataContext, suite: ExpectationSuite, *, target: st
         context.checkpoints.add_or_update(checkpoint)
 
 
-def infer_suite(df: pd.DataFrame, *, name: str, spec: InferenceSpec) -> ExpectationSuite:
-    """Build a suite (not saved) from a sample of good data: how any schema gets one.
-
-    Numeric columns (or those `spec.feature_types` forces to numeric) get ranges widened by half
-    their span; other features and the target a domain of their observed values. Raises ValueError
-    when params.yaml names a missing column, a column cannot have the kind asked, or a limit is off.
-    """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.core.expectation_suite import ExpectationSuite
-
-    ex: Any = gx.expectations
-
-    df, target, ids = _normalize_frame(df), spec.target, list(dict.fromkeys(spec.id_columns))
-    families = {str(c): _dtype_family(df[c]) for c in df.columns}
-    kinds = _column_kinds(families, spec)
-    found: list[Any] = []
-
-    def add(check: str, expectation: Any, **kwargs: Any) -> None:
-        found.append(expectation(**kwargs, meta={"check": check}))
-
-    for c, kind in kinds.items():
-        add("columns_and_dtypes", ex.ExpectColumnToExist, column=c)
-        add("columns_and_dtypes", ex.ExpectColumnValuesToBeInTypeList, column=c, type_list=[*_TYPE_LISTS[families[c]]])
-        mostly = 1.0 if kind in ("id", "target") else round(1.0 - spec.max_null_fraction, 10)
-        add("null_limits", ex.ExpectColumnValuesToNotBeNull, column=c, mostly=mostly)
-        bounds = _widened_range(df[c]) if kind == "numeric" else None
-        if bounds is not None:
-            add("numeric_ranges", ex.ExpectColumnValuesToBeBetween, column=c, min_value=bounds[0], max_value=bounds[1])
-        if kind in ("categorical", "target"):
-            add("categorical_domains", ex.ExpectColumnValuesToBeInSet, column=c, value_set=_observed_values(df[c]))
-    add("target", ex.ExpectColumnToExist, column=target)
-    add("target", ex.ExpectColumnUniqueValueCountToBeBetween, column=target, min_value=spec.min_classes, max_value=None)
-    add("row_count", ex.ExpectTableRowCountToBeBetween, min_value=spec.min_rows, max_value=None)
-    non_id, unique = [c for c in kinds if c not in ids], round(1.0 - spec.max_duplicate_fraction, 10)
-    add("duplicates", ex.ExpectCompoundColumnsToBeUnique, column_list=non_id, mostly=unique)
-    found.sort(key=lambda e: CHECK_CATEGORIES.index(e.meta["check"]))  # stable: columns keep their order
-    meta = {"ml_assets": {"target": target, "id_columns": ids, "column_kinds": kinds, "inferred_from_rows": len(df)}}
-    return ExpectationSuite(name=name, expectations=found, meta=meta)
-
-
 def validate_batch(
     df: pd.DataFrame,
     *,
@@ -289,7 +206,7 @@ def validate_batch(
         not labelled and _is_stale(context, name, spec)
     ):
         save_suites(context, context.suites.get(name), target=spec.target)
-    batch = {"dataframe": _normalize_frame(df)}
+    batch = {"dataframe": normalize_frame(df)}
     result = context.checkpoints.get(checkpoint).run(batch_parameters=batch, run_id=RunIdentifier(run_name=batch_name))
     ((key, suite_result),) = result.run_results.items()
     results: list[Any] = suite_result.results
@@ -388,79 +305,6 @@ def _outcome(result: Any, *, check: str, columns: set[str], judged: bool) -> Exp
         expected="present" if config.type == "expect_column_to_exist" else expected,
         judged=judged,
     )
-
-
-def _column_kinds(families: dict[str, str], spec: InferenceSpec) -> dict[str, str]:
-    """Each column's kind (id, target, numeric, categorical); raise ValueError naming a params.yaml misfit."""
-    columns = list(families)
-    for role, names in (("target", [spec.target]), ("id column", list(spec.id_columns))):
-        for c in names:
-            if c not in columns:
-                raise ValueError(f"sample: {role} `{c}` is not a column ({', '.join(columns)}); fix params.yaml `data`")
-    for c, kind in spec.feature_types.items():
-        if kind not in ("numeric", "categorical") or c not in columns or c == spec.target or c in spec.id_columns:
-            raise ValueError(
-                f"params.yaml `data.feature_types`: `{c}: {kind}` must name a feature, numeric or categorical"
-            )
-        if kind == "numeric" and families[c] != "numeric":
-            raise ValueError(f"sample: column `{c}`: feature_types says numeric but its values are {families[c]}")
-    for label in ("max_null_fraction", "max_duplicate_fraction"):
-        if not 0.0 <= getattr(spec, label) < 1.0:
-            raise ValueError(f"params.yaml `validation.{label}` is {getattr(spec, label)}; it must be in [0, 1)")
-    numeric = {c: "numeric" if family == "numeric" else "categorical" for c, family in families.items()}
-    return {
-        c: "id" if c in spec.id_columns else "target" if c == spec.target else spec.feature_types.get(c) or numeric[c]
-        for c in columns
-    }
-
-
-def _normalize_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A shallow copy whose dtypes GX's `==` type checks understand (GX lacks categoricals and Arrow).
-
-    Categoricals and Arrow or pandas 3 strings become object columns (checked per value); Arrow
-    numerics become pandas nullable dtypes.
-    """
-    out = df.copy(deep=False)
-    for column in df.columns:
-        dtype = df[column].dtype
-        if isinstance(dtype, pd.ArrowDtype) and pd.api.types.is_bool_dtype(dtype):
-            out[column] = df[column].astype("boolean")
-        elif isinstance(dtype, pd.ArrowDtype) and pd.api.types.is_numeric_dtype(dtype):
-            out[column] = df[column].astype("Int64" if pd.api.types.is_integer_dtype(dtype) else "Float64")
-        elif isinstance(dtype, pd.CategoricalDtype | pd.ArrowDtype | pd.StringDtype):
-            out[column] = df[column].astype(object)
-    return out
-
-
-def _dtype_family(series: pd.Series) -> str:
-    """The column's family: numeric, boolean or string, by dtype (object columns: by values)."""
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return "boolean"
-    inferred = (
-        "floating" if pd.api.types.is_numeric_dtype(series.dtype) else pd.api.types.infer_dtype(series, skipna=True)
-    )
-    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
-        return "numeric"
-    return "boolean" if inferred == "boolean" else "string"
-
-
-def _widened_range(series: pd.Series) -> tuple[float, float] | None:
-    """The observed [min, max] widened by half the span each side (not below 0 if min >= 0); None if all null."""
-    values = np.asarray(pd.to_numeric(series, errors="coerce"), dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return None
-    low, high = float(values.min()), float(values.max())
-    lo, hi = low - (high - low) / 2.0, high + (high - low) / 2.0
-    lo = max(lo, 0.0) if low >= 0 else lo
-    if pd.api.types.is_integer_dtype(series.dtype) or bool(np.all(values == np.round(values))):
-        return float(math.floor(lo)), float(math.ceil(hi))
-    return math.floor(lo * 1e4) / 1e4, math.ceil(hi * 1e4) / 1e4
-
-
-def _observed_values(series: pd.Series) -> list[Any]:
-    """The distinct non-null values as plain JSON values, sorted stably."""
-    return sorted(set(series.dropna().unique().tolist()), key=lambda v: (type(v).__name__, v))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Unit tests of `ml_assets.lib.validation`: the `gx/` project, its checkpoint, inference and the first batch."""
+"""`ml_assets.lib.validation` and `suite_inference`: the `gx/` project, its checkpoint, inference, the first batch."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 
 from ml_assets.lib import demo_data as dd
+from ml_assets.lib import suite_inference as si
 from ml_assets.lib import validation as v
 from ml_assets.lib.config import load_params
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = load_params(REPO / "params.yaml")
 SUITE_PATH = PARAMS.validation.suite_path
-SPEC = v.InferenceSpec.from_params(PARAMS)
+SPEC = si.InferenceSpec.from_params(PARAMS)
 DAY = datetime.date(2026, 12, 1)
 
 
@@ -187,7 +188,7 @@ def test_suite_path_must_be_where_gx_keeps_suites() -> None:
 
 def test_good_batch_passes_every_check(good_report: v.ValidationReport) -> None:
     assert good_report.success and not good_report.inferred
-    assert list(good_report.verdicts) == list(v.CHECK_CATEGORIES)
+    assert list(good_report.verdicts) == list(si.CHECK_CATEGORIES)
     assert set(_statuses(good_report).values()) == {"passed"}
     assert all(verdict.outcomes for verdict in good_report.verdicts.values())
 
@@ -241,7 +242,7 @@ def test_unlabelled_batch_skips_the_target_check_and_judges_the_others(
 ) -> None:
     unlabelled = landed().drop(columns=[dd.TARGET])
     report = validate(root, unlabelled, "scoring.csv", labelled=False)
-    assert _statuses(report) == {c: "skipped" if c == "target" else "passed" for c in v.CHECK_CATEGORIES}
+    assert _statuses(report) == {c: "skipped" if c == "target" else "passed" for c in si.CHECK_CATEGORIES}
     assert not any(o.column == dd.TARGET for verdict in report.verdicts.values() for o in verdict.outcomes)
     assert report.page.startswith("validations/landed_batch_unlabelled/")
     broken = dd.corrupt_batch(landed(), kind="unknown_category", seed=1).drop(columns=[dd.TARGET])
@@ -258,7 +259,7 @@ def test_first_batch_is_judged_only_by_what_params_fix(tmp_path: Path, landed: C
     first = validate(root, landed(seed=31), "first.csv")
     assert first.inferred and first.kept and first.success
     not_judged = {"columns_and_dtypes", "numeric_ranges", "categorical_domains"}
-    assert _statuses(first) == {c: "not_judged" if c in not_judged else "passed" for c in v.CHECK_CATEGORIES}
+    assert _statuses(first) == {c: "not_judged" if c in not_judged else "passed" for c in si.CHECK_CATEGORIES}
     assert (root / SUITE_PATH).is_file() and (root / "gx" / "checkpoints" / "landed_batch.json").is_file()
     second = landed(seed=32)
     second.loc[:4, "age"] = 400
@@ -304,8 +305,8 @@ def test_infer_suite_ranges_nulls_domains_and_duplicates() -> None:
             "y": ["a", "b", "a", "b", "a", "a"],
         }
     )
-    spec = v.InferenceSpec("y", ["id"], {"zip": "categorical"}, 1, 0.2, 0.05, 2)
-    suite = v.infer_suite(df, name="s", spec=spec).to_json_dict()
+    spec = si.InferenceSpec("y", ["id"], {"zip": "categorical"}, 1, 0.2, 0.05, 2)
+    suite = si.infer_suite(df, name="s", spec=spec).to_json_dict()
     exp = {(e["type"], e["kwargs"].get("column")): e for e in suite["expectations"]}
 
     def kwargs(kind: str, column: str | None) -> dict[str, Any]:
@@ -322,14 +323,14 @@ def test_infer_suite_ranges_nulls_domains_and_duplicates() -> None:
     assert ("expect_column_values_to_be_in_set", "id") not in exp
     assert kwargs("column_values_to_not_be_null", "color") == {"mostly": 0.8}
     assert kwargs("column_values_to_not_be_null", "y") == {}  # GX leaves out mostly=1.0, its default
-    assert kwargs("column_values_to_be_in_type_list", "pos")["type_list"] == list(v.NUMERIC_TYPE_LIST)
+    assert kwargs("column_values_to_be_in_type_list", "pos")["type_list"] == list(si.NUMERIC_TYPE_LIST)
     assert kwargs("column_values_to_be_in_type_list", "color")["type_list"] == ["str", "StringDtype"]
     assert kwargs("column_values_to_be_in_type_list", "flag")["type_list"] == ["bool", "BooleanDtype"]
     dupes = kwargs("compound_columns_to_be_unique", None)
     assert dupes == {"column_list": ["pos", "neg", "small", "zip", "flag", "color", "y"], "mostly": 0.95}
     assert kwargs("column_unique_value_count_to_be_between", "y") == {"min_value": 2}
     assert suite["meta"]["ml_assets"]["column_kinds"]["zip"] == "categorical"
-    assert {e["meta"]["check"] for e in suite["expectations"]} == set(v.CHECK_CATEGORIES)
+    assert {e["meta"]["check"] for e in suite["expectations"]} == set(si.CHECK_CATEGORIES)
 
 
 @pytest.mark.parametrize(
@@ -345,9 +346,9 @@ def test_infer_suite_ranges_nulls_domains_and_duplicates() -> None:
 )
 def test_infer_suite_errors_name_the_problem(change: dict[str, Any], message: str) -> None:
     df = dd.generate_batch(n_rows=80, seed=1, batch_date=DAY)
-    spec = v.InferenceSpec(**(vars(SPEC) | change))
+    spec = si.InferenceSpec(**(vars(SPEC) | change))
     with pytest.raises(ValueError, match=message):
-        v.infer_suite(df, name="s", spec=spec)
+        si.infer_suite(df, name="s", spec=spec)
 
 
 def test_module_import_is_light() -> None:
