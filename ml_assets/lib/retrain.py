@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.lib.drift import DriftReport
-from ml_assets.lib.evaluation import classification_metrics, paired_auc_difference
+from ml_assets.lib.evaluation import classification_metrics
+from ml_assets.lib.paired_bootstrap import paired_auc_difference
 
 
 class RetrainReason(StrEnum):

@@ -14,15 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml_assets.lib.evaluation import (
-    ChampionComparison,
-    ClassificationMetrics,
-    PairedDifference,
-    classification_metrics,
-    paired_auc_difference,
-)
+from ml_assets.lib.evaluation import ChampionComparison, ClassificationMetrics, classification_metrics
 from ml_assets.lib.evaluation_params import SliceSpec
 from ml_assets.lib.gates import GateResult
+from ml_assets.lib.paired_bootstrap import PairedDifference, paired_auc_difference
 
 MISSING = "<missing>"
 """How a missing categorical value is named in a slice (`internet_service=<missing>`)."""

@@ -4,6 +4,7 @@ import pytest
 
 from ml_assets.lib import evaluation as E
 from ml_assets.lib import gates as G
+from ml_assets.lib import paired_bootstrap as P
 
 
 def test_metrics_on_a_perfect_and_a_useless_binary_model():
@@ -32,12 +33,12 @@ def test_paired_difference_matches_sklearn_and_brackets_a_real_lead():
     good = y * 1.0 + rng.normal(0, 0.6, 800)
     bad = y * 1.0 + rng.normal(0, 3.0, 800)
     as_proba = lambda s: np.column_stack([1 - s, s])  # noqa: E731
-    lead = E.paired_auc_difference(
+    lead = P.paired_auc_difference(
         y, as_proba(good), as_proba(bad), classes=[0, 1], samples=300, confidence=0.95, seed=0
     )
     assert lead.difference == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, bad))
     assert 0 < lead.lower < lead.difference and lead.standard_error > 0
-    same = E.paired_auc_difference(
+    same = P.paired_auc_difference(
         y, as_proba(good), as_proba(good), classes=[0, 1], samples=50, confidence=0.95, seed=0
     )
     assert same.difference == same.lower == 0
@@ -51,7 +52,7 @@ def test_multiclass_difference_is_the_one_vs_rest_macro_auc():
     strong = np.eye(3)[y] * 2 + rng.normal(0, 1, (600, 3))
     weak = np.eye(3)[y] * 0.3 + rng.normal(0, 1, (600, 3))
     softmax = lambda z: np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # noqa: E731
-    lead = E.paired_auc_difference(
+    lead = P.paired_auc_difference(
         y, softmax(weak), softmax(strong), classes=[0, 1, 2], samples=200, confidence=0.95, seed=0
     )
     expected = roc_auc_score(y, softmax(weak), multi_class="ovr") - roc_auc_score(y, softmax(strong), multi_class="ovr")
@@ -97,7 +98,7 @@ def test_baseline_gate(value, passed):
 
 
 def compared(lower: float, *, error: float = 0.005, rows: int = 960) -> E.ChampionComparison:
-    difference = E.PairedDifference(
+    difference = P.PairedDifference(
         "roc_auc", difference=lower + 0.01, lower=lower, standard_error=error, confidence=0.95, samples=100, rows=rows
     )
     return E.ChampionComparison("1", difference=difference)

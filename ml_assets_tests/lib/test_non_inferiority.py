@@ -13,6 +13,7 @@ import pytest
 
 from ml_assets.lib import evaluation as E
 from ml_assets.lib import gates as G
+from ml_assets.lib import paired_bootstrap as P
 from ml_assets.lib.config import load_params
 from ml_assets_tests.conftest import REPO
 
@@ -42,7 +43,7 @@ def promotion_rate(rows: int, *, worse_by: float) -> tuple[float, float]:
     passed, gaps = 0, []
     for seed in range(SIMULATIONS):
         y, champion, candidate = simulate(rows, worse_by=worse_by, seed=seed)
-        lead = E.paired_auc_difference(
+        lead = P.paired_auc_difference(
             y, candidate, champion, classes=[0, 1], samples=200, confidence=params.confidence, seed=seed
         )
         gaps.append(lead.difference)

@@ -7,6 +7,7 @@ import yaml
 
 from ml_assets.lib import evaluation as E
 from ml_assets.lib import gates as G
+from ml_assets.lib import paired_bootstrap as P
 from ml_assets.lib import slices as S
 from ml_assets.lib.config import ParamsError, parse_params
 from ml_assets.lib.evaluation_params import SliceSpec, check_slice_query
@@ -34,7 +35,7 @@ def holdout(n: int = 1200, seed: int = 0) -> pd.DataFrame:
 
 
 def comparison(version: str = "1") -> E.ChampionComparison:
-    d = E.PairedDifference("roc_auc", 0.05, 0.03, 0.01, 0.95, 200, 1200)
+    d = P.PairedDifference("roc_auc", 0.05, 0.03, 0.01, 0.95, 200, 1200)
     return E.ChampionComparison(version, difference=d)
 
 
@@ -118,7 +119,7 @@ def scores_worse_on(frame: pd.DataFrame, region: str, seed: int) -> tuple[np.nda
 def test_a_candidate_better_overall_but_worse_on_one_slice_is_blocked_naming_it():
     frame = holdout()
     candidate, champion = scores_worse_on(frame, "north", seed=3)
-    overall = E.paired_auc_difference(
+    overall = P.paired_auc_difference(
         frame["y"], candidate, champion, classes=[0, 1], samples=200, confidence=0.95, seed=0
     )
     assert overall.lower > 0  # better overall, beyond noise: the overall gate would promote it
