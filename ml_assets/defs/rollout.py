@@ -44,7 +44,7 @@ _DESCRIPTIONS = {
 )
 def rollout_guardrails(context: dg.AssetCheckExecutionContext):
     """Re-reads each guardrail from the last reported rollout step (the proxy reports them as it judges)."""
-    from ml_assets.lib.rollout import recorded_guardrail
+    from ml_assets.lib.rollout_report import recorded_guardrail
 
     event = context.instance.get_latest_materialization_event(ROLLOUT_KEY)
     materialization = event.asset_materialization if event is not None else None

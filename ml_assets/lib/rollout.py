@@ -1,7 +1,8 @@
 """Rolling a new champion out behind the serving proxy: traffic split, step schedule, guardrails, counters.
 
 Pure logic, no I/O: `ml_assets/serving` calls it per request (`routes_to_candidate`) and a few times a second
-(`judge`). The vocabulary follows KServe and SageMaker deployment guardrails:
+(`judge`), and reports each step with `rollout_report.py`. The vocabulary follows KServe and SageMaker
+deployment guardrails:
 
 - **stable**: the version every client got before the alias moved; it keeps answering until the end.
 - **candidate**: the version `@champion` points at now; it earns traffic step by step.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -218,6 +218,10 @@ def _predictions(answer: Any) -> list[Any] | None:
 # -- the guardrails -----------------------------------------------------------------------------------------------
 
 
+GUARDRAILS = ("error_rate", "rejection_rate", "p99_latency_ratio", "agreement")
+"""The guardrails `guardrails` reads, in its order (`agreement` in shadow steps only)."""
+
+
 @dataclass(frozen=True)
 class Guardrail:
     """One guardrail's reading: the observed value, its bound and whether it holds (None: not judged yet)."""
@@ -258,29 +262,28 @@ def guardrails(
     """
     n = max(candidate.requests, params.min_requests_per_step)
     sampled = candidate.requests >= params.min_requests_per_step
-    error_rate = candidate.errors / n
+
+    def held(rate: float) -> bool | None:
+        """Judged once sampled, or at once when the rest of the minimum sample could not bring it back."""
+        return rate <= params.max_error_rate if sampled or rate > params.max_error_rate else None
+
     readings = [
         Guardrail(
             name="error_rate",
             observed=round(candidate.error_rate, 6),
             bound=params.max_error_rate,
-            passed=error_rate <= params.max_error_rate if (sampled or error_rate > params.max_error_rate) else None,
+            passed=held(candidate.errors / n),
             detail=f"{candidate.errors} of {candidate.requests} requests failed (5xx or timeout)",
-        )
-    ]
-    extra_rejections = candidate.rejected / n - stable.rejection_rate
-    readings.append(
+        ),
         Guardrail(
             name="rejection_rate",
             observed=round(candidate.rejection_rate, 6),
             bound=round(stable.rejection_rate + params.max_error_rate, 6),
-            passed=extra_rejections <= params.max_error_rate
-            if (sampled or extra_rejections > params.max_error_rate)
-            else None,
+            passed=held(candidate.rejected / n - stable.rejection_rate),
             detail=f"{candidate.rejected} of {candidate.requests} requests rejected (4xx); "
             f"stable rejected {stable.rejected} of {stable.requests}",
-        )
-    )
+        ),
+    ]
     p99_candidate, p99_stable = candidate.quantile(0.99), stable.quantile(0.99)
     ratio = None
     if sampled and stable.requests >= params.min_requests_per_step and p99_candidate and p99_stable:
@@ -356,94 +359,3 @@ def judge(
 
 def _ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds is not None else "n/a"
-
-
-# -- the report of one step ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """One rollout event, as the proxy reports it to Dagster and serves it on `GET /rollout`."""
-
-    verdict: str
-    reason: str
-    model_name: str
-    mode: str
-    stable_version: str | None
-    candidate_version: str | None
-    step: int
-    steps: int
-    share: float
-    shadow: bool
-    elapsed_seconds: float
-    stable: VersionWindow
-    candidate: VersionWindow | None
-    agreement: Agreement | None
-    guardrails: Sequence[Guardrail] = ()
-
-    def metadata(self) -> dict[str, Any]:
-        """Flat JSON metadata (numbers stay numbers, so the UI plots them over time); absent values are left out.
-
-        Returns:
-            `verdict`, `reason`, `candidate_version` and `stable_version` (machine-readable for a sensor),
-            the traffic split, and counters and latencies per version.
-        """
-        values: dict[str, Any] = {
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "model_name": self.model_name,
-            "mode": self.mode,
-            "stable_version": self.stable_version,
-            "candidate_version": self.candidate_version,
-            "step": self.step + 1 if self.candidate_version else 0,
-            "steps": self.steps,
-            "candidate_share": self.share,
-            "stable_share": round(1.0 - self.share, 6),
-            "shadow": self.shadow,
-            "step_seconds": round(self.elapsed_seconds, 3),
-        }
-        for label, window in (("stable", self.stable), ("candidate", self.candidate)):
-            if window is None:
-                continue
-            values[f"{label}_requests"] = window.requests
-            values[f"{label}_errors"] = window.errors
-            values[f"{label}_error_rate"] = round(window.error_rate, 6)
-            values[f"{label}_rejected"] = window.rejected
-            for q in (0.5, 0.99):
-                value = window.quantile(q)
-                if value is not None:
-                    values[f"{label}_p{int(q * 100)}_ms"] = round(value * 1000, 3)
-        for guardrail in self.guardrails:
-            values[f"guardrail_{guardrail.name}"] = guardrail.observed
-            values[f"guardrail_{guardrail.name}_bound"] = guardrail.bound
-            values[f"guardrail_{guardrail.name}_passed"] = guardrail.passed
-        if self.agreement is not None:
-            values["agreement"] = self.agreement.rate
-            values["agreement_rows"] = self.agreement.rows
-            values["shadow_skipped"] = self.agreement.skipped
-            values["shadow_busy"] = self.agreement.busy
-            values["mean_abs_score_diff"] = self.agreement.mean_abs_diff
-        return {k: v for k, v in values.items() if v is not None}
-
-
-GUARDRAILS = ("error_rate", "rejection_rate", "p99_latency_ratio", "agreement")
-
-
-def recorded_guardrail(metadata: Mapping[str, Any], name: str) -> Guardrail:
-    """Reads one guardrail back from a step's metadata (see `StepReport.metadata`).
-
-    Args:
-        metadata: A `rollout` materialization's metadata, as plain values.
-        name: One of `GUARDRAILS`.
-
-    Returns:
-        The reading; `passed` is None when that step did not judge it.
-    """
-    passed = metadata.get(f"guardrail_{name}_passed")
-    return Guardrail(
-        name=name,
-        observed=metadata.get(f"guardrail_{name}"),
-        bound=metadata.get(f"guardrail_{name}_bound"),
-        passed=passed if isinstance(passed, bool) else None,
-        detail=f"{metadata.get('verdict', 'no verdict')} of v{metadata.get('candidate_version', '?')}",
-    )

@@ -35,12 +35,12 @@ from ml_assets.lib.config import ServingParams
 from ml_assets.lib.rollout import (
     REQUEST_ID_HEADER,
     Agreement,
-    StepReport,
     VersionWindow,
     request_id_for,
     routes_to_candidate,
     schedule,
 )
+from ml_assets.lib.rollout_report import StepReport
 
 HOP_BY_HOP = frozenset(
     {

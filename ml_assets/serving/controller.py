@@ -27,7 +27,8 @@ from typing import Any
 import aiohttp
 
 from ml_assets.lib.config import ParamsError, load_params
-from ml_assets.lib.rollout import StepReport, judge, schedule
+from ml_assets.lib.rollout import judge, schedule
+from ml_assets.lib.rollout_report import StepReport
 from ml_assets.serving.app import Router, Upstream
 from ml_assets.serving.backends import Backend, log, start_backend, stop_backend
 from ml_assets.serving.reporting import DagsterReporter

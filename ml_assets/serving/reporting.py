@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from ml_assets.lib.rollout import StepReport
+from ml_assets.lib.rollout_report import StepReport
 from ml_assets.serving.backends import log
 
 ASSET_KEY = "rollout"

@@ -9,7 +9,8 @@ import dagster as dg
 
 from ml_assets.defs.rollout import ROLLOUT_KEY, rollout, rollout_guardrails
 from ml_assets.lib.config import ServingParams
-from ml_assets.lib.rollout import StepReport, VersionWindow, judge
+from ml_assets.lib.rollout import VersionWindow, judge
+from ml_assets.lib.rollout_report import StepReport
 
 
 def window(*, ok: int, errors: int = 0, seconds: float = 0.01) -> VersionWindow:

@@ -1,4 +1,4 @@
-"""`ml_assets.lib.rollout`: deterministic split, schedule, guardrail decisions, counters."""
+"""`ml_assets.lib.rollout` and `rollout_report`: deterministic split, schedule, guardrails, counters, reports."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from ml_assets.lib.config import ParamsError, ServingParams, parse_params
 from ml_assets.lib.rollout import (
     Agreement,
     Step,
-    StepReport,
     VersionWindow,
     bucket,
     judge,
@@ -18,6 +17,7 @@ from ml_assets.lib.rollout import (
     routes_to_candidate,
     schedule,
 )
+from ml_assets.lib.rollout_report import StepReport
 
 PARAMS = ServingParams(
     mode="canary", canary_steps=(0.1, 0.5, 1.0), step_seconds=10, min_requests_per_step=100, max_error_rate=0.02
