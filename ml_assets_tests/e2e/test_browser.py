@@ -24,6 +24,7 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.long,
     pytest.mark.skipif(
         CHROMIUM is None, reason="no chromium on PATH or at /usr/bin/chromium (CI: apt-get install chromium)"
     ),
