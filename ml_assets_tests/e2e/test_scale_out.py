@@ -72,6 +72,9 @@ class ScaleOut:
                 continue
             if event.is_failure or event.is_run_failure or event.is_engine_event or event.is_step_up_for_retry:
                 lines.append(f"{event.event_type_value} {event.step_key or ''}: {event.message or entry.user_message}")
+                error = getattr(event.event_specific_data, "error", None)
+                if error is not None:
+                    lines.append(error.to_string()[-2500:])
         return "\n".join(lines)[-6000:]
 
     def mlflow(self) -> Any:
