@@ -208,11 +208,6 @@ def test_sensors_train_and_promote_on_postgres_celery_mlflow_server_and_s3(
     assert "metrics match exactly" in done.stdout
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="passed before merging main (the killed step re-ran on a live worker, the run succeeded); after the "
-    "merge one run re-ran the step but still ended FAILURE with no failed check: cause not found yet",
-)
 def test_a_worker_killed_mid_step_is_retried_and_the_champion_is_never_half_promoted(
     scale_out: ScaleOut, first_champion: dg.DagsterRun
 ):
