@@ -82,8 +82,8 @@ TEST_WORKERS ?= auto
 test: install ## Run the whole test suite, on every core, and print the slowest tests
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-screenshots: install ## Refresh the README screenshots (docs/screenshots) with the browser test
-	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py
+screenshots: install ## Refresh the README screenshots (docs/screenshots): the browser test and the rollout's history
+	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py ml_assets_tests/e2e/test_serving.py
 
 test-fast: install ## Run the tests that need no daemon or browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
