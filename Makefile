@@ -85,8 +85,8 @@ test: install ## Run the suite but its `long` stories (<10 min on 2 cores), on e
 test-long: install ## Run the `long` end-to-end stories (daemon, `make dev`, `make run`, kill -9, browser); CI runs them too
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10 -m long
 
-screenshots: install ## Refresh the README screenshots (docs/screenshots) with the browser test
-	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py
+screenshots: install ## Refresh the README screenshots (docs/screenshots): the browser test and the rollout's history
+	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py ml_assets_tests/e2e/test_serving.py
 
 test-fast: install ## Run the tests that need no daemon or browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
