@@ -32,7 +32,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 # `mlflow server`/`mlflow ui` would otherwise start background job consumers nothing here uses.
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: help install dev dev-scale stop-scale scale-deps run reproduce screenshots test test-fast lint format bench soak demo-data mlflow-ui serve clean
+.PHONY: help install dev dev-scale stop-scale scale-deps run reproduce screenshots test test-long test-fast lint format bench soak demo-data mlflow-ui serve clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -79,11 +79,14 @@ reproduce: install ## Retrain a registered version from its DVC data and params 
 # a module-scoped server profile starts once. TEST_WORKERS=0 runs it in one process, e.g. to debug.
 TEST_WORKERS ?= auto
 
-test: install ## Run the whole test suite, on every core, and print the slowest tests
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+test: install ## Run the suite but its `long` stories (<10 min on 2 cores), on every core; print the slowest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15 -m "not long"
 
-screenshots: install ## Refresh the README screenshots (docs/screenshots) with the browser test
-	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py
+test-long: install ## Run the `long` end-to-end stories (daemon, `make dev`, `make run`, kill -9, browser); CI runs them too
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10 -m long
+
+screenshots: install ## Refresh the README screenshots (docs/screenshots): the browser test and the rollout's history
+	ML_ASSETS_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest ml_assets_tests/e2e/test_browser.py ml_assets_tests/e2e/test_serving.py
 
 test-fast: install ## Run the tests that need no daemon or browser
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"

@@ -95,8 +95,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
         limit=params.automation.max_batches_per_tick,
     )
     instance = context.instance
-    ledger = {e.batch: e for e in read_ledger(instance, BATCH_CHECKS)}
+    # Runs in flight first, then the ledger: a run that ends in between is then in the ledger, never
+    # in neither (which asked for a needless second validation of a batch under load, as the soak saw).
     busy = {r.tags.get("dagster/partition") for r in _in_flight(instance)}
+    ledger = {e.batch: e for e in read_ledger(instance, BATCH_CHECKS)}
     requests: list[dg.RunRequest] = []
     for key, name in {b.key: b.name for b in found.new}.items():  # a batch and its labels: one run
         batch_file = find_landed_file(landing, key)

@@ -20,6 +20,8 @@ ROWS_TAG = "ml_assets.rows_fit"
 """MLflow run tag: the training rows the chosen configuration was fit on."""
 SEARCH_ARTIFACT = "search.json"
 """MLflow run artifact: every configuration the search tried, with its rows, iterations and score."""
+SEARCH_TIME = "search_seconds"
+"""A metric of the candidate's run that is not a validation metric: the seconds its search took."""
 
 
 def _fingerprint(params: Params, name: str, snapshot_md5: str) -> str:
@@ -57,7 +59,10 @@ def _reuse(mlflow: MlflowResource, name: str, run_id: str, fingerprint: str) -> 
         run_id=run_id,
         model_uri=run.data.tags["model_uri"],
         fingerprint=fingerprint,
-        validation_metrics={k: v for k, v in run.data.metrics.items() if not k.startswith("test_")},
+        # the run also holds the search's time and the holdout (`test_`) metrics: only validation ones
+        validation_metrics={
+            k: v for k, v in run.data.metrics.items() if not k.startswith("test_") and k != SEARCH_TIME
+        },
         reused=True,
         config=json.loads(run.data.tags[CONFIG_TAG]),
         rows=int(run.data.tags[ROWS_TAG]),
@@ -129,7 +134,7 @@ def _train_or_reuse(
             "configurations_tried": len({json.dumps(t.config, sort_keys=True) for t in result.trials}),
             "budget_exhausted": result.budget_exhausted,
         },
-        metrics={**metrics, "search_seconds": result.seconds},
+        metrics={**metrics, SEARCH_TIME: result.seconds},
         tags={
             tracking.FINGERPRINT_TAG: fingerprint,
             "ml_assets.candidate": name,

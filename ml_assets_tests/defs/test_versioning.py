@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from ml_assets import cli
 from ml_assets_tests.conftest import Project
@@ -79,3 +80,29 @@ def test_reproduce_the_first_version_after_the_data_changed(trained: Project, ca
     shutil.rmtree(trained.root / "data")
     assert cli.reproduce(trained.root, "1") == 0
     assert "metrics match exactly" in capsys.readouterr().out
+
+
+def test_a_changed_candidate_retrains_alone_beside_the_reused_ones(trained: Project):
+    first = {
+        r.data.tags["ml_assets.candidate"]: r for r in mlflow_runs(trained) if "ml_assets.candidate" in r.data.tags
+    }
+    path = trained.root / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    forest = raw["training"]["candidates"]["random_forest"]["params"]
+    forest["n_estimators"] = (
+        [n + 7 for n in forest["n_estimators"]]
+        if isinstance(forest["n_estimators"], list)
+        else forest["n_estimators"] + 7
+    )
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    second = train(trained)
+
+    assert second.success  # the leaderboard once failed here: a reused candidate brought its search time as a metric
+    assert metadata_of(second, "candidate_random_forest")["reused"] is False
+    for name in ("logistic_regression", "hist_gradient_boosting"):
+        assert metadata_of(second, f"candidate_{name}")["reused"] is True
+    records = metadata_of(second, "trained_model")["leaderboard"].records
+    assert len({tuple(r.data) for r in records}) == 1 and "search_seconds" not in records[0].data
+    reused = next(r.data for r in records if r.data["candidate"] == "logistic_regression")
+    assert reused["roc_auc"] == round(first["logistic_regression"].data.metrics["roc_auc"], 4)

@@ -6,66 +6,32 @@ home, so the UI shows those runs. The screenshots land in `docs/screenshots/` fo
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from ml_assets.definitions import defs
 from ml_assets_tests.conftest import REPO, Project
+from ml_assets_tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NO_CHROMIUM,
+    TIMEOUT_MS,
+    VIEWPORT,
+    mark_community_popup_seen,
+    screenshot,
+    shots_folder,
+)
 from ml_assets_tests.e2e.harness import dagster_dev
 from ml_assets_tests.graph import failed_checks, ingest, train
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="no chromium on PATH or at /usr/bin/chromium (CI: apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed (it is in the dev dependency group)"
 )
-
-# Root, offline, no GPU: no sandbox, and none of the background calls to Google's hosts.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1280, "height": 800}
-TIMEOUT_MS = 60_000  # per action: generous for 2 busy cores, but bounded
-# Screenshots go to `$ML_ASSETS_SCREENSHOTS` (`make screenshots` sets docs/screenshots for the README)
-# or else to the test's run folder, so a plain `make test` leaves the committed images alone.
-SHOTS = Path(os.environ.get("ML_ASSETS_SCREENSHOTS") or tempfile.gettempdir()) / (
-    "" if os.environ.get("ML_ASSETS_SCREENSHOTS") else "ml_assets_screenshots"
-)
 SENSORS = ("landing_sensor", "retrain_sensor", "alert_on_run_failure")
-
-
-def _mark_community_popup_seen(url: str) -> None:
-    """The UI asks for an e-mail address on localhost; this is the mutation its "Skip" button sends."""
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": "mutation { setNuxSeen }"}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        assert json.load(response) == {"data": {"setNuxSeen": True}}
-
-
-def screenshot(page, name: str) -> None:
-    """A full-page PNG for the README, with CSS transitions (a dialog fading in) run to their end."""
-    page.screenshot(path=SHOTS / name, full_page=True, animations="disabled")
 
 
 def test_the_ui_shows_the_graph_the_evaluation_plots_and_the_running_sensors(project: Project, tmp_path: Path):
@@ -92,9 +58,9 @@ def test_the_ui_shows_the_graph_the_evaluation_plots_and_the_running_sensors(pro
             checks.setdefault(spec.asset_key.to_user_string(), []).append(spec.name)
 
     home = Path(project.instance.root_directory)  # the webserver reads what the in-process runs wrote
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots_folder().mkdir(parents=True, exist_ok=True)
     with dagster_dev(project, home) as dev, sync_api.sync_playwright() as playwright:
-        _mark_community_popup_seen(dev.url)
+        mark_community_popup_seen(dev.url)
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(TIMEOUT_MS)

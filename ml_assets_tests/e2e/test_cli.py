@@ -13,7 +13,7 @@ import yaml
 
 from ml_assets_tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def test_run_makes_a_champion_then_changes_nothing(tmp_path: Path):

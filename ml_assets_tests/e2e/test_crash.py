@@ -17,7 +17,7 @@ import yaml
 
 from ml_assets_tests.conftest import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def project_env(tmp_path: Path) -> tuple[Path, dict[str, str]]:

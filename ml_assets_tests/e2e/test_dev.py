@@ -34,7 +34,7 @@ from ml_assets_tests.e2e.harness import (
 
 # One `make dev` start runs the whole newcomer's path (sensors, a backfill of the graph, Ctrl-C): ~5 min on an
 # idle 2-core machine, three times that when the cores are shared, hence the longer timeout.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.timeout(1800)]
 
 LOCATION = (
     "{ workspaceOrError { ... on Workspace { locationEntries { name"

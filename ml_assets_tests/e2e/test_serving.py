@@ -2,8 +2,9 @@
 
 v1 is served; v2 (raises on a share of rows) is rolled out as a canary and rolls back by itself; v3
 (a different, healthy model) goes through shadow, where agreement is logged, then canary, then takes
-all traffic; Ctrl-C stops everything. Every step reaches the `rollout` asset in Dagster. The tests run
-in file order on one proxy (the model servers start once per module).
+all traffic; Ctrl-C stops everything. Every step reaches the `rollout` asset in Dagster; under
+`make screenshots` the webserver's page of that history is pictured for the README. The tests run in
+file order on one proxy (the model servers start once per module).
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ import pytest
 import yaml
 
 from ml_assets_tests.conftest import REPO
+from ml_assets_tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    NO_CHROMIUM,
+    SHOTS_VARIABLE,
+    TIMEOUT_MS,
+    mark_community_popup_seen,
+    shots_folder,
+    stack,
+)
 
 # The module-scoped rollout is shared by its tests in order: one pytest-xdist worker (`--dist loadgroup`).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("serving_e2e")]
@@ -56,6 +67,7 @@ class Served:
     process: subprocess.Popen[bytes]
     log: Path
     dagster_home: Path
+    dagster_url: str
     marker: str
 
     def tail(self) -> str:
@@ -200,7 +212,16 @@ def served(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> I
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        server = Served(f"http://127.0.0.1:{port}", root, tracking_uri, process, log, home, marker=str(base))
+        server = Served(
+            f"http://127.0.0.1:{port}",
+            root,
+            tracking_uri,
+            process,
+            log,
+            home,
+            dagster_url=env["DAGSTER_WEBSERVER_URL"],
+            marker=str(base),
+        )
 
         def webserver_up() -> bool:
             if webserver.poll() is not None:
@@ -347,6 +368,57 @@ def test_shadow_logs_agreement_then_a_healthy_version_is_promoted(served: Served
     assert reports[-1]["candidate_share"] == 1.0 and reports[-1]["candidate_version"] == "3"
     state = json.loads((served.root / ".serving" / "rollout.json").read_text())
     assert state["stable_version"] == "3" and "2" in state["failed_versions"]
+
+
+def test_the_rollout_history_is_pictured_from_the_dagster_ui_for_the_readme(served: Served, tmp_path: Path):
+    """`rollout.png`: the Events tab on v2's rollback (every step listed), above the plot of `candidate_share`.
+
+    Only under `make screenshots` (`$ML_ASSETS_SCREENSHOTS` set) with chromium: otherwise skipped at once.
+    """
+    if not os.environ.get(SHOTS_VARIABLE) or CHROMIUM is None:
+        pytest.skip(f"only for `make screenshots` (${SHOTS_VARIABLE}), with chromium" if CHROMIUM else NO_CHROMIUM)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with dg.DagsterInstance.from_config(str(served.dagster_home)) as instance:
+        records = instance.fetch_materializations(dg.AssetKey("rollout"), limit=1000, ascending=True).records
+    steps = {r.timestamp: r.asset_materialization for r in records if r.asset_materialization}
+    [rolled_back_at] = [when for when, step in steps.items() if step.metadata["verdict"].value == "rolled_back"]
+    asset_page = f"{served.dagster_url}/assets/rollout"
+
+    mark_community_popup_seen(served.dagster_url)
+    shots_folder().mkdir(parents=True, exist_ok=True)
+    expect = sync_api.expect
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # wide: the plots share the page's width two by two, and a wide plot keeps its time axis legible
+        page = browser.new_page(viewport={"width": 2200, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            page.goto(asset_page)
+            page.get_by_text("Hide navigation").click()
+            page.get_by_text("Plots", exact=True).click()
+            title = page.get_by_text("candidate_share", exact=True).first
+            plot = page.locator("div").filter(has=title).filter(has=page.locator("canvas")).last  # the innermost
+            plot.scroll_into_view_if_needed()
+            page.wait_for_timeout(1500)  # the chart's drawing animation
+            box = plot.bounding_box()
+            assert box is not None
+            plot_png = page.screenshot(clip={**box, "width": box["width"] - 8})  # not the next plot's edge
+
+            # the event the UI opens from its timestamp (in ms) in the address, as a click in the list does
+            page.set_viewport_size({"width": 960, "height": 652})  # down to `candidate_version`
+            page.goto(f"{asset_page}?view=events&time={int(rolled_back_at * 1000)}")
+            expect(page.get_by_text("rolled_back: rejection_rate", exact=False)).to_be_visible()
+            expect(page.get_by_text("Loading", exact=False)).to_have_count(0)  # the list's "Loading…" toast
+            events_png = page.screenshot(animations="disabled")
+
+            stack(page, "rollout.png", [(events_png, 0), (plot_png, box["x"])])
+        except Exception:
+            page.screenshot(path=tmp_path / "failure.png", full_page=True)
+            print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
+            raise
+        finally:
+            browser.close()
 
 
 def test_ctrl_c_stops_the_proxy_and_every_model_server_within_10_s(served: Served):
