@@ -20,7 +20,7 @@ from ml_assets_tests.conftest import Project
 from ml_assets_tests.defs.test_staleness import TRAINING_SIDE
 from ml_assets_tests.e2e.harness import Run, dagster_dev, graphql, runs, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.long]
+pytestmark = [pytest.mark.slow, pytest.mark.long, pytest.mark.timeout(1200)]
 
 INGEST, TRAIN = "ingest_batch_job", "training_job"
 
