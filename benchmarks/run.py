@@ -122,6 +122,7 @@ def quiet_libraries() -> None:
 
 def bench_landing_sensor(base: Path) -> Section:
     """First, steady and 10-new-file ticks of `landing_sensor` over 1,000 landed files."""
+    from ml_assets.definitions import defs
     from ml_assets.defs.ingestion import landing_batches
     from ml_assets.defs.resources import ProjectResource
     from ml_assets.defs.sensors import landing_sensor
@@ -155,7 +156,9 @@ def bench_landing_sensor(base: Path) -> Section:
         resources = {"project": ProjectResource(root=str(root))}
 
         def tick(cursor: str | None) -> dg.SensorResult:
-            result = landing_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+            result = landing_sensor(
+                dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
+            )
             assert isinstance(result, dg.SensorResult)
             return result
 

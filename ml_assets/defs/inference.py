@@ -7,7 +7,7 @@ again by it (one backfill run, each version's scores kept in their own file).
 
 import dagster as dg
 
-from ml_assets.defs.graph import OWNERS, RETRY
+from ml_assets.defs.graph import EAGER_ON_UPDATES, OWNERS, RETRY
 from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.registry import champion_model
 from ml_assets.defs.resources import MlflowResource, ProjectResource
@@ -23,7 +23,7 @@ PREDICTIONS_DIR = "data/predictions"
     owners=OWNERS,
     code_version="2",
     retry_policy=RETRY,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_ON_UPDATES,
     backfill_policy=dg.BackfillPolicy.single_run(),
     output_required=False,
 )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import pandas as pd
 
-from ml_assets.defs.graph import OWNERS, RETRY, WRITER_POOL, code_version
+from ml_assets.defs.graph import EAGER_ON_UPDATES, OWNERS, RETRY, WRITER_POOL, code_version
 from ml_assets.defs.ingestion import landing_batches, validated_batch
 from ml_assets.defs.registry import history_metadata
 from ml_assets.defs.resources import AlertResource, MlflowResource, ProjectResource
@@ -38,7 +38,7 @@ def _champion_reference(project: ProjectResource, md5: str) -> pd.DataFrame:
     owners=OWNERS,
     code_version=code_version("1", "drift", "data.feature_types"),
     retry_policy=RETRY,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_ON_UPDATES,
     output_required=False,
 )
 def batch_drift(
@@ -117,7 +117,7 @@ def _feature_table(report: "DriftReport") -> dg.TableMetadataValue:
     owners=OWNERS,
     code_version=code_version("2", "retrain.performance_metric", "retrain.min_live_score"),
     retry_policy=RETRY,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_ON_UPDATES,
     output_required=False,
 )
 def live_performance(

@@ -100,6 +100,13 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     busy = {r.tags.get("dagster/partition") for r in _in_flight(instance)}
     ledger = {e.batch: e for e in read_ledger(instance, BATCH_CHECKS)}
     requests: list[dg.RunRequest] = []
+    # The whole job, named: a run that records what it targets lets `eager()` see that a per-batch
+    # asset which produced nothing (no champion yet) was already handled, so no second run follows.
+    graph = context.repository_def.asset_graph
+    targets = {
+        "asset_selection": sorted(ingest_batch_job.selection.resolve(graph)),
+        "asset_check_keys": sorted(ingest_batch_job.selection.resolve_checks(graph)),
+    }
     for key, name in {b.key: b.name for b in found.new}.items():  # a batch and its labels: one run
         batch_file = find_landed_file(landing, key)
         if batch_file is None:
@@ -113,6 +120,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
                 run_key=f"batch:{version}",
                 partition_key=key,
                 tags={TRIGGER_TAG: "new_data", "ml_assets/batch_md5": version, "ml_assets/file": name[:200]},
+                **targets,
             )
         )
     known = set(instance.get_dynamic_partitions(LANDING_PARTITIONS))
@@ -139,6 +147,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
                 run_key=f"batch:{md5}:retry{attempt}",
                 partition_key=batch,
                 tags={TRIGGER_TAG: "revalidate", "ml_assets/batch_md5": md5},
+                **targets,
             )
         )
     cursor.attempts = {k: v for k, v in cursor.attempts.items() if k in unfinished}

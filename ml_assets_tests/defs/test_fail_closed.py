@@ -282,7 +282,7 @@ def test_a_canary_rolled_back_by_serving_moves_champion_back_only_if_it_still_po
                 metadata={"verdict": "rolled_back", "candidate_version": 2, "stable_version": 1, "reason": "5xx 30%"},
             )
         )
-        context = dg.build_sensor_context(instance=trained.instance, resources=trained.resources())
+        context = dg.build_sensor_context(instance=trained.instance, resources=trained.resources(), definitions=defs)
         [request] = canary_rollback.evaluate_tick(context).run_requests or []
         return request
 

@@ -8,13 +8,16 @@ import shutil
 import dagster as dg
 import pytest
 
+from ml_assets.definitions import defs
 from ml_assets.defs.sensors import alert_on_run_failure, landing_sensor, retrain_sensor, run_trigger, weekly_retrain
 from ml_assets_tests.conftest import Project
 from ml_assets_tests.graph import ingest
 
 
 def tick(sensor, project: Project, cursor: str | None = None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=project.instance, cursor=cursor, resources=project.resources())
+    context = dg.build_sensor_context(
+        instance=project.instance, cursor=cursor, resources=project.resources(), definitions=defs
+    )
     result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result

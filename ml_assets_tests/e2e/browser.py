@@ -7,11 +7,13 @@ costs nothing where there is no browser.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,30 @@ def shots_folder() -> Path:
     """
     folder = os.environ.get(SHOTS_VARIABLE)
     return Path(folder) if folder else Path(tempfile.gettempdir()) / "ml_assets_screenshots"
+
+
+@contextlib.contextmanager
+def chromium_page(
+    sync_api: Any, *, failure_png: Path, viewport: dict[str, int] = VIEWPORT, context: Callable[[], str] = str
+) -> Iterator[Any]:
+    """A Playwright page in Debian's chromium, with `expect` and every action bounded by `TIMEOUT_MS`.
+
+    When the block fails, the page as it was goes to `failure_png` and its path is printed, with
+    `context()` (say, the tail of the server's log); the browser is closed either way.
+    """
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=viewport)
+        page.set_default_timeout(TIMEOUT_MS)
+        sync_api.expect.set_options(timeout=TIMEOUT_MS)
+        try:
+            yield page
+        except Exception:
+            page.screenshot(path=failure_png, full_page=True)
+            print(f"screenshot of the failure: {failure_png}\n{context()}")
+            raise
+        finally:
+            browser.close()
 
 
 def mark_community_popup_seen(url: str) -> None:

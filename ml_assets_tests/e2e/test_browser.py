@@ -15,10 +15,9 @@ from ml_assets.definitions import defs
 from ml_assets_tests.conftest import REPO, Project
 from ml_assets_tests.e2e.browser import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     NO_CHROMIUM,
-    TIMEOUT_MS,
     VIEWPORT,
+    chromium_page,
     mark_community_popup_seen,
     screenshot,
     shots_folder,
@@ -59,14 +58,11 @@ def test_the_ui_shows_the_graph_the_evaluation_plots_and_the_running_sensors(pro
 
     home = Path(project.instance.root_directory)  # the webserver reads what the in-process runs wrote
     shots_folder().mkdir(parents=True, exist_ok=True)
-    with dagster_dev(project, home) as dev, sync_api.sync_playwright() as playwright:
+    expect = sync_api.expect
+    with dagster_dev(project, home) as dev:
         mark_community_popup_seen(dev.url)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(TIMEOUT_MS)
-        sync_api.expect.set_options(timeout=TIMEOUT_MS)
-        expect = sync_api.expect
-        try:
+        tail = lambda: dev.log.read_text()[-3000:]  # noqa: E731 - the server's side of a failure
+        with chromium_page(sync_api, failure_png=tmp_path / "failure.png", context=tail) as page:
             # 1. the catalog lists every asset, and each asset's Checks tab every check
             page.goto(f"{dev.url}/assets")
             page.set_viewport_size({"width": VIEWPORT["width"], "height": 6000})  # the list renders only rows in view
@@ -114,9 +110,3 @@ def test_the_ui_shows_the_graph_the_evaluation_plots_and_the_running_sensors(pro
             expect(page.get_by_text("model_evaluation", exact=True)).to_be_visible()  # a node inside its group
             page.wait_for_timeout(1500)  # the zoom-to-fit animation
             screenshot(page, "asset_lineage.png")
-        except Exception:
-            page.screenshot(path=tmp_path / "failure.png", full_page=True)
-            print(f"screenshot of the failure: {tmp_path / 'failure.png'}\n{dev.log.read_text()[-3000:]}")
-            raise
-        finally:
-            browser.close()

@@ -33,10 +33,9 @@ import yaml
 from ml_assets_tests.conftest import REPO
 from ml_assets_tests.e2e.browser import (
     CHROMIUM,
-    CHROMIUM_ARGS,
     NO_CHROMIUM,
     SHOTS_VARIABLE,
-    TIMEOUT_MS,
+    chromium_page,
     mark_community_popup_seen,
     shots_folder,
     stack,
@@ -387,38 +386,28 @@ def test_the_rollout_history_is_pictured_from_the_dagster_ui_for_the_readme(serv
     mark_community_popup_seen(served.dagster_url)
     shots_folder().mkdir(parents=True, exist_ok=True)
     expect = sync_api.expect
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        # wide: the plots share the page's width two by two, and a wide plot keeps its time axis legible
-        page = browser.new_page(viewport={"width": 2200, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        try:
-            page.goto(asset_page)
-            page.get_by_text("Hide navigation").click()
-            page.get_by_text("Plots", exact=True).click()
-            title = page.get_by_text("candidate_share", exact=True).first
-            plot = page.locator("div").filter(has=title).filter(has=page.locator("canvas")).last  # the innermost
-            plot.scroll_into_view_if_needed()
-            page.wait_for_timeout(1500)  # the chart's drawing animation
-            box = plot.bounding_box()
-            assert box is not None
-            plot_png = page.screenshot(clip={**box, "width": box["width"] - 8})  # not the next plot's edge
+    # wide: the plots share the page's width two by two, and a wide plot keeps its time axis legible
+    wide = {"width": 2200, "height": 1000}
+    with chromium_page(sync_api, failure_png=tmp_path / "failure.png", viewport=wide) as page:
+        page.goto(asset_page)
+        page.get_by_text("Hide navigation").click()
+        page.get_by_text("Plots", exact=True).click()
+        title = page.get_by_text("candidate_share", exact=True).first
+        plot = page.locator("div").filter(has=title).filter(has=page.locator("canvas")).last  # the innermost
+        plot.scroll_into_view_if_needed()
+        page.wait_for_timeout(1500)  # the chart's drawing animation
+        box = plot.bounding_box()
+        assert box is not None
+        plot_png = page.screenshot(clip={**box, "width": box["width"] - 8})  # not the next plot's edge
 
-            # the event the UI opens from its timestamp (in ms) in the address, as a click in the list does
-            page.set_viewport_size({"width": 960, "height": 652})  # down to `candidate_version`
-            page.goto(f"{asset_page}?view=events&time={int(rolled_back_at * 1000)}")
-            expect(page.get_by_text("rolled_back: rejection_rate", exact=False)).to_be_visible()
-            expect(page.get_by_text("Loading", exact=False)).to_have_count(0)  # the list's "Loading…" toast
-            events_png = page.screenshot(animations="disabled")
+        # the event the UI opens from its timestamp (in ms) in the address, as a click in the list does
+        page.set_viewport_size({"width": 960, "height": 652})  # down to `candidate_version`
+        page.goto(f"{asset_page}?view=events&time={int(rolled_back_at * 1000)}")
+        expect(page.get_by_text("rolled_back: rejection_rate", exact=False)).to_be_visible()
+        expect(page.get_by_text("Loading", exact=False)).to_have_count(0)  # the list's "Loading…" toast
+        events_png = page.screenshot(animations="disabled")
 
-            stack(page, "rollout.png", [(events_png, 0), (plot_png, box["x"])])
-        except Exception:
-            page.screenshot(path=tmp_path / "failure.png", full_page=True)
-            print(f"screenshot of the failure: {tmp_path / 'failure.png'}")
-            raise
-        finally:
-            browser.close()
+        stack(page, "rollout.png", [(events_png, 0), (plot_png, box["x"])])
 
 
 def test_ctrl_c_stops_the_proxy_and_every_model_server_within_10_s(served: Served):
