@@ -102,6 +102,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, project: ProjectResource
     requests: list[dg.RunRequest] = []
     # The whole job, named: a run that records what it targets lets `eager()` see that a per-batch
     # asset which produced nothing (no champion yet) was already handled, so no second run follows.
+    if context.repository_def is None:  # only a test's `build_sensor_context` without `definitions=`
+        raise dg.DagsterInvariantViolationError("landing_sensor needs its definitions: pass `definitions=defs`")
     graph = context.repository_def.asset_graph
     targets = {
         "asset_selection": sorted(ingest_batch_job.selection.resolve(graph)),
