@@ -23,6 +23,7 @@ TRAINING_POOL = "training_run"
 """The pool of the training assets; with run granularity, one training run at a time however launched."""
 
 RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+"""For steps that talk to MLflow or the DVC remote: 2 s, 4 s, 8 s."""
 
 EAGER_ON_UPDATES = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
@@ -36,7 +37,6 @@ A per-batch asset with `output_required=False` (no champion yet) stays missing a
 run; `eager()` would read that as new work and request a second, empty run for every batch. Its
 parents' updates still request it (a `landed_batch` materialized by hand in the UI).
 """
-"""For steps that talk to MLflow or the DVC remote: 2 s, 4 s, 8 s."""
 
 
 def graph_params() -> Params:
