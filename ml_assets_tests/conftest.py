@@ -50,9 +50,31 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, already-migrated MLflow SQLite store (migrations take seconds; copying takes none)."""
     from mlflow import MlflowClient
 
-    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
+    with built_once(tmp_path_factory, "mlflow_template") as (folder, build):
+        if build:
+            MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    return folder / "mlflow.db"
+
+
+@contextmanager
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A session template shared by every pytest-xdist worker: `(folder, build)`, build True for the first.
+
+    The first worker to get here builds it under a file lock while the others wait, then reuse it
+    (pytest-xdist's documented pattern for session fixtures); the tests copy it, never change it.
+    """
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base  # the run's folder, above the workers'
+    folder, done = shared / name, shared / f"{name}.built"
+    with FileLock(shared / f"{name}.lock"):
+        build = not done.exists()
+        if build:
+            shutil.rmtree(folder, ignore_errors=True)  # a build an earlier worker did not finish
+            folder.mkdir()
+        yield folder, build
+        done.touch()
 
 
 @dataclass
@@ -152,14 +174,15 @@ def trained_template(tmp_path_factory: pytest.TempPathFactory, mlflow_template: 
     """Built once: three validated batches and a promoted champion v1 (copied for each test)."""
     from ml_assets_tests.graph import failed_checks, ingest, train
 
-    base = tmp_path_factory.mktemp("trained_template")
-    _new_project_files(base, mlflow_template)
-    with pytest.MonkeyPatch.context() as monkeypatch, _open_project(base, monkeypatch) as project:
-        names = [p.name for p in project.land(batches=3, rows=400)]
-        results = ingest(project, *names)
-        assert all(r.success for r in results.values()), {n: failed_checks(r) for n, r in results.items()}
-        result = train(project)
-        assert result.success, failed_checks(result)
+    with built_once(tmp_path_factory, "trained_template") as (base, build):
+        if build:
+            _new_project_files(base, mlflow_template)
+            with pytest.MonkeyPatch.context() as monkeypatch, _open_project(base, monkeypatch) as project:
+                names = [p.name for p in project.land(batches=3, rows=400)]
+                results = ingest(project, *names)
+                assert all(r.success for r in results.values()), {n: failed_checks(r) for n, r in results.items()}
+                result = train(project)
+                assert result.success, failed_checks(result)
     return base
 
 
