@@ -248,8 +248,17 @@ mutation Launch($params: ExecutionParams!) {
 """
 
 
-def launch_job(url: str, job: str, *, tags: dict[str, str] | None = None, location: str = "ml_assets") -> str:
-    """Launches `job` as the UI's Launch button does; returns the run id."""
+LOCATION_NAMES = "query { workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+
+
+def launch_job(url: str, job: str, *, tags: dict[str, str] | None = None, location: str | None = None) -> str:
+    """Launches `job` as the UI's Launch button does; returns the run id.
+
+    `location` defaults to the server's only code location: `ml_assets` in the profiles' workspace,
+    `ml_assets.definitions` under `dagster dev -m` (the module's name).
+    """
+    if location is None:
+        [location] = [e["name"] for e in graphql(url, LOCATION_NAMES)["workspaceOrError"]["locationEntries"]]
     params = {
         "selector": {"repositoryLocationName": location, "repositoryName": "__repository__", "pipelineName": job},
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
